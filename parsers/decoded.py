@@ -1,0 +1,68 @@
+"""The decoders' common output: raw record columns in storage (sequence) order.
+
+Both the fast (numpy) and the construct decoders produce a :class:`DecodedRecords`; the
+frame builder turns it into DataFrames.  Comparing two of these is how the tests prove the
+decoders agree, field by field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .records import BY_CODE, DELIVERY_CODE, event_field_names
+
+EVENT_FIELDS: list[str] = event_field_names()
+DELIVERY_FIELDS: list[str] = [f.name for f in BY_CODE[DELIVERY_CODE].fields]
+
+
+@dataclass
+class DecodedRecords:
+    """Raw on-disk integers for every record of the accepted pages, in sequence order.
+
+    ``clock``, ``code``, ``aux``, ``offset`` and ``page_seq`` cover all records.  Delivery
+    records' payload fields are in ``delivery`` (dense, one entry per delivery record, rows
+    ``delivery_idx``); every other record's fields are in ``events`` (float64, NaN where a
+    type has no such field, rows ``event_idx``), and unknown types keep their payload bytes
+    in ``unknown_payload``.
+    """
+
+    clock: np.ndarray
+    code: np.ndarray
+    aux: np.ndarray
+    offset: np.ndarray
+    page_seq: np.ndarray
+    delivery_idx: np.ndarray
+    delivery: dict[str, np.ndarray]
+    event_idx: np.ndarray
+    events: dict[str, np.ndarray]
+    unknown_payload: dict[int, bytes]  # event row position -> 24 payload bytes
+
+    def __len__(self) -> int:
+        return len(self.clock)
+
+    def equals(self, other: DecodedRecords) -> bool:
+        """Field-by-field equality (NaN equals NaN)."""
+        same = all(
+            np.array_equal(getattr(self, k), getattr(other, k))
+            for k in ("clock", "code", "aux", "offset", "page_seq", "delivery_idx", "event_idx")
+        )
+        same &= self.delivery.keys() == other.delivery.keys() and all(
+            np.array_equal(self.delivery[k], other.delivery[k]) for k in self.delivery
+        )
+        same &= self.events.keys() == other.events.keys() and all(
+            np.array_equal(self.events[k], other.events[k], equal_nan=True) for k in self.events
+        )
+        return bool(same and self.unknown_payload == other.unknown_payload)
+
+
+def empty_records() -> DecodedRecords:
+    """A DecodedRecords with no rows (a log with no intact pages)."""
+    e64 = np.array([], dtype=np.int64)
+    return DecodedRecords(
+        clock=np.array([], dtype=np.uint32), code=np.array([], dtype=np.uint16),
+        aux=np.array([], dtype=np.uint16), offset=e64, page_seq=e64, delivery_idx=e64,
+        delivery={k: np.array([], dtype=np.int64) for k in DELIVERY_FIELDS}, event_idx=e64,
+        events={k: np.array([], dtype=np.float64) for k in EVENT_FIELDS}, unknown_payload={},
+    )

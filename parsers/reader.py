@@ -1,0 +1,284 @@
+"""``read_log``: open an ``.itblog`` read-only, recover every intact page, report the rest."""
+
+from __future__ import annotations
+
+import dataclasses
+import mmap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import construct as cs
+import numpy as np
+import pandas as pd
+
+from . import construct_reader, fast
+from . import format as fmt
+from .codec import raw_field_value
+from .decoded import DecodedRecords, empty_records
+from .errors import LogFormatError
+from .frames import build_delivery, build_events, utc_times
+from .header import decode_header, decode_status, header_layout
+from .model import Header, LogImage, Page, Problem, Record, Status
+from .pages import order_pages
+from .records import BY_CODE, DELIVERY_CODE, RecordCode
+from .timebase import ClockMarks, correct_clocks
+
+Decoder = Literal["fast", "construct"]
+
+
+@dataclass
+class InterrogationLog:
+    """A decoded interrogation: header, status, tidy tables and the problems found.
+
+    ``events`` and ``delivery`` are in time order with UTC times corrected for clock drift
+    and clock changes; each row keeps ``page_seq`` and the byte ``offset`` of its record.
+    ``gaps`` lists missing stretches of the ring (damaged or absent pages) with the time span
+    they leave without history; analysis must treat those spans as unknown.
+    """
+
+    path: Path
+    header: Header
+    status: Status
+    header_ok: bool
+    status_ok: bool
+    events: pd.DataFrame
+    delivery: pd.DataFrame
+    pages: pd.DataFrame
+    gaps: pd.DataFrame
+    problems: list[Problem]
+    decoder: str
+
+    @property
+    def damaged(self) -> bool:
+        """True when anything was lost or could not be trusted (any error-level problem)."""
+        return any(p.severity == "error" for p in self.problems)
+
+    def records(self) -> list[Record]:
+        """Every decoded record rebuilt from the tables, in storage order."""
+        rows: list[tuple[int, Record]] = []
+        ev_fields = [c for c in self.events.columns if c not in _EVENT_META]
+        for r in self.events.itertuples(index=False):
+            d = r._asdict()
+            code = int(d["code"])
+            t = BY_CODE.get(code)
+            if t is None:
+                rec = Record(int(d["pump_clock"]), code, {}, int(d["aux"]), bytes.fromhex(d["payload_hex"]))
+            else:
+                names = {f.name for f in t.fields}
+                vals = {k: d[k] for k in ev_fields if k in names}
+                rec = Record(int(d["pump_clock"]), code, vals, int(d["aux"]))
+            rows.append((int(d["offset"]), rec))
+        spec = BY_CODE[DELIVERY_CODE]
+        for r in self.delivery.itertuples(index=False):
+            d = r._asdict()
+            vals = {f.name: d[f.name] for f in spec.fields}
+            rows.append((int(d["offset"]), Record(int(d["pump_clock"]), DELIVERY_CODE, vals, int(d["aux"]))))
+        rows.sort(key=lambda x: x[0])
+        return [r for _, r in rows]
+
+    def to_image(self) -> LogImage:
+        """The accepted pages as a :class:`LogImage` (write it back with ``write_log``)."""
+        by_offset = dict(zip(self._record_offsets(), self.records(), strict=True))
+        pages = []
+        for p in self.pages.itertuples(index=False):
+            first = int(p.offset) + fmt.PAGE_HEADER_SIZE
+            recs = tuple(by_offset[first + 32 * j] for j in range(int(p.count)))
+            pages.append((int(p.offset), Page(int(p.seq), int(p.slot), recs)))
+        pages.sort(key=lambda x: x[0])
+        return LogImage(self.header, self.status, tuple(pg for _, pg in pages))
+
+    def _record_offsets(self) -> list[int]:
+        return sorted([*self.events["offset"].tolist(), *self.delivery["offset"].tolist()])
+
+
+_EVENT_META = {"time_utc", "event", "code", "pump_clock", "time_uncertain", "page_seq", "offset",
+               "aux", "payload_hex"}
+
+
+def read_log(path: str | Path, *, strict: bool = False, decoder: Decoder = "fast") -> InterrogationLog:
+    """Read an interrogation log.
+
+    The file is opened read-only and never written.  In the default mode damaged pages are
+    skipped, intact pages around them decoded, and every problem listed in ``.problems``
+    (each naming the byte offset); ``strict=True`` raises :class:`LogFormatError` on the
+    first problem instead.  A file that is not a readable log at all (wrong magic, unknown
+    version, too short for a header) always raises :class:`LogFormatError`.
+    """
+    path = Path(path)
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below, after the map
+    except OSError as exc:
+        raise LogFormatError(path, None, f"cannot open: {exc.strerror or exc}") from exc
+    with f:
+        size = path.stat().st_size
+        if size == 0:
+            raise LogFormatError(path, 0, "file is empty: not an ITB interrogation log")
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            return _read(path, memoryview(mm), size, strict, decoder)
+        finally:
+            try:
+                mm.close()
+            except BufferError:  # a view is still alive somewhere; the GC will unmap it
+                pass
+
+
+def _read(path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder) -> InterrogationLog:
+    problems: list[Problem] = []
+
+    def problem(kind: str, message: str, offset: int | None, seq: int | None = None,
+                severity: str = "error") -> None:
+        p = Problem(kind, message, offset, seq, severity, str(path))  # type: ignore[arg-type]
+        if strict:
+            raise LogFormatError(path, offset, message)
+        problems.append(p)
+
+    if size < len(fmt.MAGIC) or bytes(buf[: len(fmt.MAGIC)]) != fmt.MAGIC:
+        got = bytes(buf[: len(fmt.MAGIC)]).hex(" ")
+        raise LogFormatError(path, 0, f"not an ITB interrogation log: starts with {got}, "
+                             f"expected the magic {fmt.MAGIC.hex(' ')}")
+    if size < fmt.HEADER_SIZE:
+        raise LogFormatError(path, size, f"truncated inside the header: the file has {size} bytes, "
+                             f"a header needs {fmt.HEADER_SIZE}")
+    raw_header = bytes(buf[: fmt.HEADER_SIZE])
+    lay = header_layout(raw_header)
+    if lay.version_major != fmt.VERSION_MAJOR:
+        raise LogFormatError(path, 8, f"format version {lay.version_major}.{lay.version_minor} is "
+                             f"not supported (this reader reads {fmt.VERSION_MAJOR}.x)")
+    header, header_ok = decode_header(raw_header)
+    if not header_ok:
+        problem("bad_header_crc", "header fails its CRC-32C: pump identity and clocks may be wrong",
+                fmt.HEADER_SIZE - 4)
+    for name, off, want in (("header_size", 10, fmt.HEADER_SIZE), ("status_size", 12, fmt.STATUS_SIZE),
+                            ("record_size", 16, 32)):
+        if lay[name] != want:
+            raise LogFormatError(path, off, f"{name} is {lay[name]}, expected {want}: the layout "
+                                 "cannot be trusted")
+    if lay.page_size not in fmt.ALLOWED_PAGE_SIZES:
+        raise LogFormatError(path, 14, f"page size {lay.page_size} is not one of "
+                             f"{fmt.ALLOWED_PAGE_SIZES}: the layout cannot be trusted")
+    if header.model_ml not in (20, 40):
+        problem("unknown_model", f"pump model says a {header.model_ml} mL reservoir; expected 20 or 40",
+                18, severity="warning")
+    pages_start = fmt.HEADER_SIZE + fmt.STATUS_SIZE
+    if size < pages_start:
+        raise LogFormatError(path, size, f"truncated inside the status snapshot: the file has {size} "
+                             f"bytes, header and status need {pages_start}")
+    status, status_ok = decode_status(bytes(buf[fmt.HEADER_SIZE:pages_start]))
+    if not status_ok:
+        problem("bad_status_crc", "status snapshot fails its CRC-32C: reservoir, prescription and "
+                "alarms in it cannot be trusted", pages_start - 4)
+
+    ps = header.page_size
+    complete = (size - pages_start) // ps
+    n_pages = min(header.page_count, complete)
+    expected_end = pages_start + header.page_count * ps
+    if size < expected_end:
+        problem("truncated", f"file ends at byte {size} but the header promises {header.page_count} "
+                f"pages (to byte {expected_end}): {header.page_count - n_pages} pages missing, "
+                "the last partial page is skipped" if (size - pages_start) % ps else
+                f"file ends at byte {size} but the header promises {header.page_count} pages "
+                f"(to byte {expected_end}): {header.page_count - n_pages} pages missing",
+                pages_start + n_pages * ps)
+    elif size > expected_end:
+        problem("trailing_bytes", f"{size - expected_end} bytes after the last page are ignored",
+                expected_end, severity="warning")
+
+    if decoder == "fast":
+        scan = fast.scan_pages(buf, pages_start, n_pages, ps)
+        parsed = None
+    elif decoder == "construct":
+        scan, parsed = construct_reader.scan_pages(buf, pages_start, n_pages, ps)
+    else:
+        raise ValueError(f"unknown decoder {decoder!r}: use 'fast' or 'construct'")
+    order = order_pages(scan, header.ring_slots, ps)
+    for p in order.problems:
+        problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
+    if len(order.accepted) == 0:
+        dec = empty_records()
+    elif parsed is None:
+        dec = fast.decode_records(buf, pages_start, n_pages, ps, scan, order)
+    else:
+        dec = construct_reader.decode_records(parsed, scan, order)
+
+    counts = scan.count[order.accepted].astype(np.int64)
+    page_first = np.cumsum(counts) - counts
+    gap_starts = [int(page_first[j + 1]) for j, _, _ in order.gaps if page_first[j + 1] < len(dec)]
+    tb = correct_clocks(dec.clock, _clock_marks(dec), (header.pump_clock, header.programmer_clock),
+                        gap_starts, dec.offset)
+    for p in tb.problems:
+        problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
+
+    pages_df = _pages_table(scan, order.accepted, counts, page_first, tb.utc)
+    gaps_df = _gaps_table(order.gaps, scan, order.accepted, counts, page_first, tb.utc)
+    for g in gaps_df.itertuples(index=False):
+        span = (f"history from {g.start_utc:%Y-%m-%d %H:%M:%S} to {g.end_utc:%Y-%m-%d %H:%M:%S} UTC "
+                "is lost" if pd.notna(g.start_utc) and pd.notna(g.end_utc) else "history is lost")
+        n = g.last_missing_seq - g.first_missing_seq + 1
+        problem("page_gap", f"pages seq {g.first_missing_seq}..{g.last_missing_seq} ({n} pages) are "
+                f"missing or damaged before the page at this offset: {span}", int(g.next_page_offset),
+                int(g.first_missing_seq))
+    return InterrogationLog(
+        path=path, header=header, status=status, header_ok=header_ok, status_ok=status_ok,
+        events=build_events(dec, tb.utc, tb.uncertain),
+        delivery=build_delivery(dec, tb.utc, tb.uncertain),
+        pages=pages_df, gaps=gaps_df, problems=problems, decoder=decoder,
+    )
+
+
+def _clock_marks(dec: DecodedRecords) -> ClockMarks:
+    marks = ClockMarks()
+    ev_code = dec.code[dec.event_idx]
+    e = dec.events
+    for row in np.flatnonzero(np.isin(ev_code, _CLOCK_CODES)).tolist():
+        i = int(dec.event_idx[row])
+        c = int(ev_code[row])
+        if c == RecordCode.CLOCK_SET:
+            marks.clock_set.append((i, int(e["old_clock"][row]), int(e["new_clock"][row])))
+        elif c == RecordCode.PUMP_RESET:
+            marks.reset.append((i, int(e["clock_before"][row])))
+        else:
+            marks.telemetry.append((i, int(e["programmer_clock"][row])))
+    return marks
+
+
+_CLOCK_CODES = [int(RecordCode.CLOCK_SET), int(RecordCode.PUMP_RESET), int(RecordCode.TELEMETRY_START)]
+
+
+def _pages_table(scan, accepted, counts, page_first, utc) -> pd.DataFrame:  # noqa: ANN001
+    has = counts > 0
+    first_t = np.where(has, utc[np.minimum(page_first, max(len(utc) - 1, 0))] if len(utc) else 0, 0)
+    last_t = np.where(has, utc[np.maximum(page_first + counts - 1, 0)] if len(utc) else 0, 0)
+    return pd.DataFrame({
+        "seq": scan.seq[accepted].astype(np.int64),
+        "slot": scan.slot[accepted].astype(np.int64),
+        "offset": scan.offset[accepted],
+        "count": counts,
+        "first_utc": utc_times(first_t).where(has),
+        "last_utc": utc_times(last_t).where(has),
+    })
+
+
+def _gaps_table(gaps, scan, accepted, counts, page_first, utc) -> pd.DataFrame:  # noqa: ANN001
+    rows = []
+    for j, a, b in gaps:
+        before = int(page_first[j] + counts[j] - 1)
+        after = int(page_first[j + 1])
+        start = utc_times(np.array([utc[before]]))[0] if counts[j] > 0 else pd.NaT
+        end = utc_times(np.array([utc[after]]))[0] if counts[j + 1] > 0 else pd.NaT
+        rows.append(dict(first_missing_seq=a, last_missing_seq=b, start_utc=start, end_utc=end,
+                         next_page_offset=int(scan.offset[accepted[j + 1]])))
+    cols = ["first_missing_seq", "last_missing_seq", "start_utc", "end_utc", "next_page_offset"]
+    df = pd.DataFrame(rows, columns=cols)
+    for c in ("start_utc", "end_utc"):
+        df[c] = pd.to_datetime(df[c], utc=True)
+    return df
+
+
+def with_path(p: Problem, path: Path) -> Problem:
+    """A copy of ``p`` naming ``path``."""
+    return dataclasses.replace(p, path=str(path))
+
+
+__all__ = ["InterrogationLog", "LogFormatError", "read_log", "raw_field_value", "cs"]
