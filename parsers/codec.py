@@ -27,18 +27,18 @@ def raw_field_value(f: Any, value: Any) -> int:
     """A clinical-unit value (or enum name) to the integer stored on disk."""
     if f.enum is not None:
         return enum_value(f.enum, value) if isinstance(value, str) else int(value)
-    if f.scale == 1.0:
+    if f.per_unit == 1:
         return int(value)
-    return int(round(float(value) / f.scale))
+    return int(round(float(value) * f.per_unit))
 
 
 def field_value(f: Any, raw: int) -> Any:
     """The integer stored on disk to its clinical-unit value (or enum name)."""
     if f.enum is not None:
         return enum_name(f.enum, raw)
-    if f.scale == 1.0:
+    if f.per_unit == 1:
         return int(raw)
-    return raw * f.scale
+    return raw / f.per_unit
 
 
 def encode_record(rec: Record) -> bytes:

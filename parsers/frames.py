@@ -47,8 +47,8 @@ def enum_categorical(raw: np.ndarray, enum: type[IntEnum]) -> pd.Categorical:
 def _event_column(f: Field, raw: np.ndarray) -> object:
     if f.enum is not None:
         return enum_categorical(raw, f.enum)
-    if f.scale != 1.0:
-        return raw * f.scale
+    if f.per_unit != 1:
+        return raw / f.per_unit
     missing = np.isnan(raw)
     return pd.arrays.IntegerArray(np.where(missing, 0, raw).astype(np.int64), missing)
 
@@ -105,8 +105,8 @@ def build_delivery(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) 
         raw = d[name]
         if f.enum is not None:
             cols[name] = enum_categorical(raw, f.enum)
-        elif f.scale != 1.0:
-            cols[name] = raw * f.scale
+        elif f.per_unit != 1:
+            cols[name] = raw / f.per_unit
         else:
             cols[name] = raw.astype(np.int64) if name == "stalled_s" else raw
     cols.update(

@@ -10,9 +10,9 @@ from . import format as fmt
 from .crc import crc32c
 from .model import UNIX_DATE_EPOCH, FlexStep, Header, Status, mcg_to_ng, ml_to_nl
 from .records import (
-    MILLI,
-    NG_TO_MCG,
-    NL_TO_ML,
+    MILLI_PER_UNIT,
+    NG_PER_MCG,
+    NL_PER_ML,
     Alarm,
     BatteryState,
     Mode,
@@ -82,7 +82,7 @@ def encode_status(s: Status) -> bytes:
         dict(
             reservoir_nl=ml_to_nl(s.reservoir_ml),
             low_reservoir_alarm_nl=ml_to_nl(s.low_reservoir_alarm_ml),
-            drug_name=s.drug_name, concentration_milli=int(round(s.concentration_mcg_ml / MILLI)),
+            drug_name=s.drug_name, concentration_milli=int(round(s.concentration_mcg_ml * MILLI_PER_UNIT)),
             mode=enum_value(Mode, s.mode), flex_step_count=len(s.flex_steps),
             motor_state=enum_value(MotorState, s.motor_state),
             battery_state=enum_value(BatteryState, s.battery_state),
@@ -102,17 +102,17 @@ def decode_status(data: bytes) -> tuple[Status, bool]:
     ok = crc32c(data[: fmt.STATUS_SIZE - 4]) == c.crc
     n_steps = min(c.flex_step_count, fmt.MAX_FLEX_STEPS)
     steps = tuple(
-        FlexStep(st.start_min, st.daily_dose_ng * NG_TO_MCG, st.rate_nl_day * NL_TO_ML, st.reserved)
+        FlexStep(st.start_min, st.daily_dose_ng / NG_PER_MCG, st.rate_nl_day / NL_PER_ML, st.reserved)
         for st in c.flex_steps[:n_steps]
     )
     alarms = tuple(a.name.lower() for a in Alarm if c.active_alarms & (1 << int(a)))
     status = Status(
-        reservoir_ml=c.reservoir_nl * NL_TO_ML,
-        low_reservoir_alarm_ml=c.low_reservoir_alarm_nl * NL_TO_ML,
-        drug_name=c.drug_name, concentration_mcg_ml=c.concentration_milli * MILLI,
-        mode=enum_name(Mode, c.mode), daily_dose_mcg_day=c.daily_dose_ng * NG_TO_MCG,
-        rate_ml_day=c.rate_nl_day * NL_TO_ML, flex_steps=steps, ptm_enabled=bool(c.ptm_enabled),
-        ptm_dose_mcg=c.ptm_dose_ng * NG_TO_MCG, ptm_lockout_min=c.ptm_lockout_min,
+        reservoir_ml=c.reservoir_nl / NL_PER_ML,
+        low_reservoir_alarm_ml=c.low_reservoir_alarm_nl / NL_PER_ML,
+        drug_name=c.drug_name, concentration_mcg_ml=c.concentration_milli / MILLI_PER_UNIT,
+        mode=enum_name(Mode, c.mode), daily_dose_mcg_day=c.daily_dose_ng / NG_PER_MCG,
+        rate_ml_day=c.rate_nl_day / NL_PER_ML, flex_steps=steps, ptm_enabled=bool(c.ptm_enabled),
+        ptm_dose_mcg=c.ptm_dose_ng / NG_PER_MCG, ptm_lockout_min=c.ptm_lockout_min,
         ptm_max_per_day=c.ptm_max_per_day, active_alarms=alarms,
         battery_state=enum_name(BatteryState, c.battery_state),
         motor_state=enum_name(MotorState, c.motor_state),

@@ -1,7 +1,7 @@
 """Plain data classes for what a log holds: header, status, records, pages and problems.
 
 Values are in clinical units (mL, mcg, mcg/day, mL/day, mcg/mL); the on-disk integers are
-recovered exactly with ``round(value / scale)``.  Clocks are integer seconds since the ITB
+recovered exactly with ``round(value * per_unit)``.  Clocks are integer seconds since the ITB
 epoch 2000-01-01T00:00:00 (the pump's own clock, or UTC for the programmer's).
 """
 
@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .records import NG_TO_MCG, NL_TO_ML
+from .records import NG_PER_MCG, NL_PER_ML
 
 ITB_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 UNIX_DATE_EPOCH = dt.date(1970, 1, 1)
@@ -151,9 +151,9 @@ class Problem:
 
 def ml_to_nl(ml: float) -> int:
     """mL to integer nL, as stored."""
-    return int(round(ml / NL_TO_ML))
+    return int(round(ml * NL_PER_ML))
 
 
 def mcg_to_ng(mcg: float) -> int:
     """mcg to integer ng, as stored."""
-    return int(round(mcg / NG_TO_MCG))
+    return int(round(mcg * NG_PER_MCG))

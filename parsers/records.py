@@ -2,7 +2,7 @@
 
 Both decoders (construct and numpy) and the writer are built from this table, so a record
 type is declared exactly once (the decocare habit).  Each field is stored on disk as a
-little-endian integer in a fixed unit and exposed in a clinical unit: ``value = raw * scale``.
+little-endian integer in a fixed unit and exposed in a clinical unit: ``value = raw / per_unit``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ RECORD_SIZE = 32
 RECORD_HEADER_SIZE = 8
 PAYLOAD_SIZE = RECORD_SIZE - RECORD_HEADER_SIZE
 
-# On-disk units and the scale to the unit in the column name.
-NL_TO_ML = 1e-6  # volumes stored in nanolitres
-NG_TO_MCG = 1e-3  # doses stored in nanograms (0.001 mcg)
-MILLI = 1e-3  # concentrations stored in 0.001 mcg/mL
+# On-disk units per unit of the column name: value = raw / per_unit (correctly rounded).
+NL_PER_ML = 1_000_000  # volumes stored in nanolitres
+NG_PER_MCG = 1_000  # doses stored in nanograms (0.001 mcg)
+MILLI_PER_UNIT = 1_000  # concentrations stored in 0.001 mcg/mL
 
 
 class Mode(IntEnum):
@@ -120,11 +120,11 @@ def enum_value(enum: type[IntEnum], name: str) -> int:
 
 @dataclass(frozen=True)
 class Field:
-    """One payload field: its column name, on-disk integer type, scale and optional enum."""
+    """One payload field: its column name, on-disk integer type, units per column unit and optional enum."""
 
     name: str
     ctype: str  # one of u8, u16, u32 (little-endian, unsigned)
-    scale: float = 1.0
+    per_unit: int = 1
     enum: type[IntEnum] | None = None
     unit: str = ""
     doc: str = ""
@@ -151,7 +151,7 @@ class RecordType:
 
 
 def _vol(name: str, doc: str) -> Field:
-    return Field(name, "u32", NL_TO_ML, unit="mL (stored in nL)", doc=doc)
+    return Field(name, "u32", NL_PER_ML, unit="mL (stored in nL)", doc=doc)
 
 
 def _pad(name: str, ctype: str) -> Field:
@@ -160,10 +160,10 @@ def _pad(name: str, ctype: str) -> Field:
 
 _MODE = Field("mode", "u8", enum=Mode, doc="infusion mode (Mode)")
 _CONC = Field(
-    "concentration_mcg_ml", "u32", MILLI, unit="mcg/mL (stored in 0.001 mcg/mL)",
+    "concentration_mcg_ml", "u32", MILLI_PER_UNIT, unit="mcg/mL (stored in 0.001 mcg/mL)",
     doc="drug concentration",
 )
-_DOSE = Field("dose_mcg", "u32", NG_TO_MCG, unit="mcg (stored in ng)", doc="dose")
+_DOSE = Field("dose_mcg", "u32", NG_PER_MCG, unit="mcg (stored in ng)", doc="dose")
 _ALARM = Field("alarm", "u16", enum=Alarm, doc="alarm code (Alarm)")
 _SESSION = Field("session_id", "u32", doc="telemetry session number")
 _BOLUS_ID = Field("bolus_id", "u16", doc="ties a bolus start to its end")
@@ -177,9 +177,9 @@ RECORD_TYPES: tuple[RecordType, ...] = (
             Field("step", "u8", doc="flex step index 0-12, 255 for a non-flex prescription"),
             Field("step_count", "u8", doc="number of flex steps in the program (0 if not flex)"),
             Field("override", "u8", doc="1 if the programmer's titration check was overridden"),
-            Field("daily_dose_mcg_day", "u32", NG_TO_MCG, unit="mcg/day (stored in ng/day)",
+            Field("daily_dose_mcg_day", "u32", NG_PER_MCG, unit="mcg/day (stored in ng/day)",
                   doc="programmed daily dose (for a flex step: the step's rate as a daily dose)"),
-            Field("rate_ml_day", "u32", NL_TO_ML, unit="mL/day (stored in nL/day)",
+            Field("rate_ml_day", "u32", NL_PER_ML, unit="mL/day (stored in nL/day)",
                   doc="programmed flow rate"),
             _CONC,
             Field("step_start_min", "u16", unit="min after midnight",
@@ -196,7 +196,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
     RecordType(
         RecordCode.BOLUS_END, "bolus_end",
         (_KIND, Field("completed", "u8", doc="1 completed, 0 stopped before completion"),
-         _BOLUS_ID, Field("dose_mcg", "u32", NG_TO_MCG, unit="mcg (stored in ng)",
+         _BOLUS_ID, Field("dose_mcg", "u32", NG_PER_MCG, unit="mcg (stored in ng)",
                           doc="dose delivered"),
          _vol("volume_ml", "volume delivered")),
         "A bolus ends (completed or stopped).",
@@ -283,5 +283,5 @@ def event_field_names() -> list[str]:
             continue
         for f in t.fields:
             prev = seen.setdefault(f.name, f)
-            assert (prev.scale, prev.enum) == (f.scale, f.enum), f"column {f.name} clashes"
+            assert (prev.per_unit, prev.enum) == (f.per_unit, f.enum), f"column {f.name} clashes"
     return list(seen)

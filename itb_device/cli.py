@@ -1,0 +1,63 @@
+"""The ``itb`` command: one entry point, one module per sub-command (imported lazily).
+
+User errors (bad arguments, unreadable or damaged files) print one line naming the problem
+and exit with status 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# sub-command -> module in itb_device.commands; each has register(parser) and run(args).
+COMMANDS: dict[str, str] = {
+    "decode": "Decode an interrogation log (.itblog) into tables",
+}
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """An error caused by the user's input: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="itb",
+        description="ITB pump telemetry: decode logs, simulate pumps, check delivery. "
+        "Supports clinicians; it does not replace the manufacturer's programmer or "
+        "clinical judgement.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"itb_device.commands.{name}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.register(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``itb`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from parsers import LogFormatError
+
+    try:
+        return int(args._module.run(args) or 0)
+    except (UserError, LogFormatError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"itb {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"itb {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of ``itb``; each module has ``register(parser)`` and ``run(args)``."""
