@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # sub-command -> module in itb_device.commands; each has register(parser) and run(args).
 COMMANDS: dict[str, str] = {
     "decode": "Decode an interrogation log (.itblog) into tables",
+    "simulate": "Run a pump scenario and write its log and ground truth",
 }
 
 EXIT_OK = 0

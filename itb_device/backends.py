@@ -1,0 +1,46 @@
+"""Backends picked by URL scheme from a small lazy registry (python-can's habit).
+
+``sim://`` an in-process simulated pump, ``file://`` read-only replay of a saved
+interrogation; later the serial URLs.  Third parties add schemes with
+:func:`register_backend` or the ``itb_device.backends`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import UnknownBackend
+from .programmer import PumpProgrammer
+
+# scheme -> (module, class); the class has a classmethod from_url(url, **kwargs)
+BACKENDS: dict[str, tuple[str, str]] = {
+    "sim": ("itb_device.sim_backend", "SimProgrammer"),
+    "file": ("itb_device.file_backend", "FileProgrammer"),
+}
+
+
+def register_backend(scheme: str, module: str, cls: str) -> None:
+    """Make ``scheme://`` URLs open with ``module.cls``."""
+    BACKENDS[scheme] = (module, cls)
+
+
+def _lookup(scheme: str) -> type[PumpProgrammer]:
+    if scheme not in BACKENDS:
+        for ep in entry_points(group="itb_device.backends"):
+            if ep.name == scheme:
+                return ep.load()
+        known = ", ".join(f"{s}://" for s in sorted(BACKENDS))
+        raise UnknownBackend(f"no backend for {scheme}:// (known: {known})")
+    module, cls = BACKENDS[scheme]
+    return getattr(importlib.import_module(module), cls)
+
+
+def open_pump(url: str, **kwargs: Any) -> PumpProgrammer:
+    """Open a programmer session on the pump named by ``url``."""
+    scheme = urlsplit(url).scheme
+    if not scheme:
+        raise UnknownBackend(f"{url!r} is not a URL: use sim://..., file://PATH.itblog, ...")
+    return _lookup(scheme).from_url(url, **kwargs)
