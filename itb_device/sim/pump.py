@@ -121,6 +121,7 @@ class SimulatedPump:
         self.stall_true_event: dict | None = None
         self.late_recovery_log = False
         self.pending_recovery: int | None = None
+        self.pending_sessions = 0
         self.wait_for_telemetry: set[str] = set()
         self.rotor_factor = 1.0
         self.over_factor = 1.0
@@ -315,6 +316,7 @@ class SimulatedPump:
         self.stall_started = None
         if self.late_recovery_log and not self.in_telemetry:
             self.pending_recovery = stall_s
+            self.pending_sessions = 2  # logged only at the second interrogation from now
             self.truth.add_event("recovery_log_delayed", self.now, None)
         else:
             self.log(R.MOTOR_STALL_RECOVERY, {"stall_s": stall_s})
@@ -339,7 +341,8 @@ class SimulatedPump:
         self.in_telemetry = True
         self.session_id += 1
         self.log(R.TELEMETRY_START, {"session_id": self.session_id, "programmer_clock": self.now})
-        if self.pending_recovery is not None:
+        self.pending_sessions -= 1
+        if self.pending_recovery is not None and self.pending_sessions <= 0:
             self.log(R.MOTOR_STALL_RECOVERY, {"stall_s": self.pending_recovery})
             self._clear("motor_stall")
             self.pending_recovery = None

@@ -1,0 +1,55 @@
+"""Time helpers: the analysis works in integer UTC seconds since the Unix epoch internally
+and shows aware UTC :class:`pandas.Timestamp` values outside."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+HOUR = 3600
+DAY = 86_400
+
+
+def to_seconds(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """UTC datetimes (aware or naive-as-UTC) as int64 Unix seconds; NaT becomes the minimum int."""
+    idx = pd.DatetimeIndex(values)
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    return idx.to_numpy(dtype="datetime64[s]").astype(np.int64)
+
+
+def ts_seconds(when: pd.Timestamp | dt.datetime | str) -> int:
+    """One moment as Unix seconds (naive values are taken as UTC)."""
+    t = pd.Timestamp(when)
+    if t.tzinfo is None:
+        t = t.tz_localize("UTC")
+    return int(t.value // 1_000_000_000)
+
+
+def stamp(seconds: float | int | None) -> pd.Timestamp | None:
+    """Unix seconds as an aware UTC Timestamp (None stays None)."""
+    if seconds is None or (isinstance(seconds, float) and np.isnan(seconds)):
+        return None
+    return pd.Timestamp(int(round(seconds)), unit="s", tz="UTC")
+
+
+def stamps(seconds: np.ndarray) -> pd.DatetimeIndex:
+    """An array of Unix seconds as an aware UTC DatetimeIndex."""
+    return pd.DatetimeIndex(pd.to_datetime(np.asarray(seconds, dtype=np.int64), unit="s", utc=True))
+
+
+def fmt(seconds: float | int | None) -> str:
+    """A short readable UTC time for explanations (``unknown`` for None)."""
+    t = stamp(seconds)
+    return "unknown" if t is None else t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def hours(seconds: float) -> str:
+    """A duration in words: minutes below 2 h, hours below 3 days, else days."""
+    if seconds < 2 * HOUR:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * DAY:
+        return f"{seconds / HOUR:.1f} h"
+    return f"{seconds / DAY:.1f} days"
