@@ -4,7 +4,7 @@
 ``file://PATH.itblog`` (read-only replay).  Uses ``parsers``; never imports ``analysis``.
 """
 
-from .backends import open_pump as open  # noqa: A001 - the public name the design asks for
+from .backends import open_pump as open
 from .backends import register_backend
 from .errors import (
     DeviceError,
@@ -19,7 +19,17 @@ from .prescription import FlexDose, Prescription
 from .programmer import PumpProgrammer, RefillResult
 
 __all__ = [
-    "DeviceError", "FlexDose", "LinkError", "Prescription", "ProgrammerRefused",
-    "PumpProgrammer", "PumpRefused", "ReadOnlyPump", "RefillResult", "TransientLinkError",
-    "UnknownBackend", "open", "register_backend",
+    "DeviceError",
+    "FlexDose",
+    "LinkError",
+    "Prescription",
+    "ProgrammerRefused",
+    "PumpProgrammer",
+    "PumpRefused",
+    "ReadOnlyPump",
+    "RefillResult",
+    "TransientLinkError",
+    "UnknownBackend",
+    "open",
+    "register_backend",
 ]

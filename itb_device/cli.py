@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -46,11 +47,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``itb`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format=f"itb {args.command}: %(levelname)s: %(message)s"
+    )
     from parsers import LogFormatError
 
     try:
         return int(args._module.run(args) or 0)
-    except (UserError, LogFormatError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (
+        UserError,
+        LogFormatError,
+        FileNotFoundError,
+        IsADirectoryError,
+        PermissionError,
+    ) as exc:
         print(f"itb {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -48,8 +48,9 @@ class PumpProgrammer(ABC):
 
     read_only = False
 
-    def __init__(self, *, timeout: float = 5.0, retries: int = 2,
-                 rules: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, *, timeout: float = 5.0, retries: int = 2, rules: dict[str, Any] | None = None
+    ) -> None:
         self.timeout = timeout
         self.retries = retries
         self.rules = rules or load_rules()
@@ -68,18 +69,25 @@ class PumpProgrammer(ABC):
         """Read the log and write it as an ``.itblog`` file (atomically)."""
         return write_log(path, self.read_log())
 
-    def program(self, rx: Prescription, *, override: bool = False, reason: str = "",
-                **pump_options: Any) -> None:
+    def program(
+        self, rx: Prescription, *, override: bool = False, reason: str = "", **pump_options: Any
+    ) -> None:
         """Program a prescription after the guideline checks (see :meth:`check_prescription`)."""
         self._writable("programming")
         problems = self.check_prescription(rx)
         if problems and not override:
-            raise ProgrammerRefused("; ".join(problems) + " (pass override=True with a reason "
-                                    "to program it anyway)")
+            raise ProgrammerRefused(
+                "; ".join(problems) + " (pass override=True with a reason to program it anyway)"
+            )
         if problems:
-            log.warning("override of programmer checks (%s): %s", reason or "no reason given",
-                        "; ".join(problems))
-        self._call("program", lambda: self._program(rx, bool(problems) and override, **pump_options))
+            log.warning(
+                "override of programmer checks (%s): %s",
+                reason or "no reason given",
+                "; ".join(problems),
+            )
+        self._call(
+            "program", lambda: self._program(rx, bool(problems) and override, **pump_options)
+        )
         log.info("programmed %s", rx)
 
     def check_prescription(self, rx: Prescription) -> list[str]:
@@ -96,22 +104,32 @@ class PumpProgrammer(ABC):
         new = rx.total_daily_dose_mcg(minimum)
         old = status.daily_dose_mcg_day if status.mode != "stopped" else 0.0
         if new > t["max_daily_dose_mcg"]:
-            problems.append(f"{new:g} mcg/day exceeds the maximum of {t['max_daily_dose_mcg']} "
-                            "mcg/day (guideline 4.1.5)")
+            problems.append(
+                f"{new:g} mcg/day exceeds the maximum of {t['max_daily_dose_mcg']} "
+                "mcg/day (guideline 4.1.5)"
+            )
         if old > 0 and new > old * (1 + t["max_step_fraction"]) + 1e-9:
-            problems.append(f"{new:g} mcg/day is {100 * (new / old - 1):.0f}% above the current "
-                            f"{old:g} mcg/day; one step may add at most "
-                            f"{100 * t['max_step_fraction']:.0f}% (guideline 4.1.4)")
+            problems.append(
+                f"{new:g} mcg/day is {100 * (new / old - 1):.0f}% above the current "
+                f"{old:g} mcg/day; one step may add at most "
+                f"{100 * t['max_step_fraction']:.0f}% (guideline 4.1.4)"
+            )
         drug = self._reservoir_concentration()
         if drug is not None and rx.mode != "stopped" and abs(rx.concentration_mcg_ml - drug) > 1e-6:
-            problems.append(f"programmed concentration {rx.concentration_mcg_ml:g} mcg/mL does not "
-                            f"match the drug in the reservoir ({drug:g} mcg/mL)")
+            problems.append(
+                f"programmed concentration {rx.concentration_mcg_ml:g} mcg/mL does not "
+                f"match the drug in the reservoir ({drug:g} mcg/mL)"
+            )
         return problems
 
-    def refill(self, volume_ml: float, concentration_mcg_ml: float, **pump_options: Any) -> RefillResult:
+    def refill(
+        self, volume_ml: float, concentration_mcg_ml: float, **pump_options: Any
+    ) -> RefillResult:
         """Empty the reservoir (measuring the residual) and fill it with new drug."""
         self._writable("a refill")
-        res = self._call("refill", lambda: self._refill(volume_ml, concentration_mcg_ml, **pump_options))
+        res = self._call(
+            "refill", lambda: self._refill(volume_ml, concentration_mcg_ml, **pump_options)
+        )
         log.info("refill: %s", res)
         return res
 
@@ -147,8 +165,10 @@ class PumpProgrammer(ABC):
         if self._closed:
             raise LinkError("the session is closed")
         if self.read_only:
-            raise ReadOnlyPump(f"{what} is refused: this backend replays a saved interrogation "
-                               "and cannot change a pump")
+            raise ReadOnlyPump(
+                f"{what} is refused: this backend replays a saved interrogation "
+                "and cannot change a pump"
+            )
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         if self._closed:
@@ -157,8 +177,9 @@ class PumpProgrammer(ABC):
             try:
                 return fn()
             except TransientLinkError as exc:
-                log.warning("%s: attempt %d of %d failed: %s", what, attempt + 1,
-                            self.retries + 1, exc)
+                log.warning(
+                    "%s: attempt %d of %d failed: %s", what, attempt + 1, self.retries + 1, exc
+                )
                 last = exc
         raise LinkError(f"{what} failed after {self.retries + 1} attempts: {last}")
 

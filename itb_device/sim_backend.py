@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 from parsers import LogImage, Status
 from parsers.model import datetime_to_clock
 
-from .programmer import PumpProgrammer, RefillResult
 from .prescription import Prescription
+from .programmer import PumpProgrammer, RefillResult
 from .sim.pump import PumpConfig, SimulatedPump
 
 
@@ -44,11 +44,19 @@ class SimProgrammer(PumpProgrammer):
         model = int(q.get("model", 20))
         if model not in (20, 40):
             raise ValueError("model must be 20 or 40 (mL)")
-        start = (dt.datetime.fromisoformat(q["start"]) if "start" in q
-                 else dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        start = (
+            dt.datetime.fromisoformat(q["start"])
+            if "start" in q
+            else dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        )
         conc = float(q.get("concentration", 2000))
-        pump = SimulatedPump(PumpConfig(model_ml=model), datetime_to_clock(start), seed=seed,
-                             reservoir_ml=float(model), concentration_mcg_ml=conc)
+        pump = SimulatedPump(
+            PumpConfig(model_ml=model),
+            datetime_to_clock(start),
+            seed=seed,
+            reservoir_ml=float(model),
+            concentration_mcg_ml=conc,
+        )
         return cls(pump, **kwargs)
 
     def advance(self, seconds: float) -> None:

@@ -10,7 +10,20 @@ from .records import Alarm, BolusKind, Mode, RecordCode
 from .writer import pack_ring, write_log
 
 __all__ = [
-    "Alarm", "BolusKind", "FlexStep", "Header", "InterrogationLog", "LogFormatError",
-    "LogImage", "Mode", "Page", "Problem", "Record", "RecordCode", "Status", "pack_ring",
-    "read_log", "write_log",
+    "Alarm",
+    "BolusKind",
+    "FlexStep",
+    "Header",
+    "InterrogationLog",
+    "LogFormatError",
+    "LogImage",
+    "Mode",
+    "Page",
+    "Problem",
+    "Record",
+    "RecordCode",
+    "Status",
+    "pack_ring",
+    "read_log",
+    "write_log",
 ]

@@ -17,7 +17,9 @@ _RECORD_HEADER = struct.Struct("<IHH")
 
 
 def _payload_struct(t: RecordType) -> struct.Struct:
-    return struct.Struct("<" + "".join(_FMT[f.ctype] for f in t.fields) + f"{PAYLOAD_SIZE - t.payload_used}x")
+    return struct.Struct(
+        "<" + "".join(_FMT[f.ctype] for f in t.fields) + f"{PAYLOAD_SIZE - t.payload_used}x"
+    )
 
 
 _STRUCTS = {code: _payload_struct(t) for code, t in BY_CODE.items()}
@@ -29,7 +31,7 @@ def raw_field_value(f: Any, value: Any) -> int:
         return enum_value(f.enum, value) if isinstance(value, str) else int(value)
     if f.per_unit == 1:
         return int(value)
-    return int(round(float(value) * f.per_unit))
+    return round(float(value) * f.per_unit)
 
 
 def field_value(f: Any, raw: int) -> Any:
@@ -63,4 +65,6 @@ def decode_record(data: bytes | memoryview) -> Record:
     if t is None:
         return Record(clock, code, {}, aux, bytes(data[8:32]))
     raws = _STRUCTS[code].unpack_from(data, 8)
-    return Record(clock, code, {f.name: field_value(f, r) for f, r in zip(t.fields, raws, strict=True)}, aux)
+    return Record(
+        clock, code, {f.name: field_value(f, r) for f, r in zip(t.fields, raws, strict=True)}, aux
+    )

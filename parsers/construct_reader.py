@@ -36,9 +36,12 @@ def scan_pages(buf: memoryview, start: int, n_pages: int, page_size: int) -> tup
             ok.append(False)
     scan = PageScan(
         offset=start + np.arange(n_pages, dtype=np.int64) * page_size,
-        sync=np.array(cols["sync"], dtype=np.uint16), count=np.array(cols["count"], dtype=np.uint16),
-        slot=np.array(cols["slot"], dtype=np.uint32), seq=np.array(cols["seq"], dtype=np.uint32),
-        crc_stored=np.array(cols["crc"], dtype=np.uint32), crc_ok=np.array(ok, dtype=bool),
+        sync=np.array(cols["sync"], dtype=np.uint16),
+        count=np.array(cols["count"], dtype=np.uint16),
+        slot=np.array(cols["slot"], dtype=np.uint32),
+        seq=np.array(cols["seq"], dtype=np.uint32),
+        crc_stored=np.array(cols["crc"], dtype=np.uint32),
+        crc_ok=np.array(ok, dtype=bool),
     )
     return scan, parsed
 
@@ -75,9 +78,14 @@ def decode_records(parsed: list, scan: PageScan, order: PageOrder) -> DecodedRec
                 unknown[row] = bytes(rec.payload)
     i64 = lambda v: np.array(v, dtype=np.int64)  # noqa: E731
     return DecodedRecords(
-        clock=np.array(clock, dtype=np.uint32), code=np.array(code, dtype=np.uint16),
-        aux=np.array(aux, dtype=np.uint16), offset=i64(offset), page_seq=i64(page_seq),
-        delivery_idx=i64(d_idx), delivery={k: i64(v) for k, v in delivery.items()},
-        event_idx=i64(e_idx), events={k: np.array(v, dtype=np.float64) for k, v in events.items()},
+        clock=np.array(clock, dtype=np.uint32),
+        code=np.array(code, dtype=np.uint16),
+        aux=np.array(aux, dtype=np.uint16),
+        offset=i64(offset),
+        page_seq=i64(page_seq),
+        delivery_idx=i64(d_idx),
+        delivery={k: i64(v) for k, v in delivery.items()},
+        event_idx=i64(e_idx),
+        events={k: np.array(v, dtype=np.float64) for k, v in events.items()},
         unknown_payload=unknown,
     )

@@ -61,8 +61,14 @@ def empty_records() -> DecodedRecords:
     """A DecodedRecords with no rows (a log with no intact pages)."""
     e64 = np.array([], dtype=np.int64)
     return DecodedRecords(
-        clock=np.array([], dtype=np.uint32), code=np.array([], dtype=np.uint16),
-        aux=np.array([], dtype=np.uint16), offset=e64, page_seq=e64, delivery_idx=e64,
-        delivery={k: np.array([], dtype=np.int64) for k in DELIVERY_FIELDS}, event_idx=e64,
-        events={k: np.array([], dtype=np.float64) for k in EVENT_FIELDS}, unknown_payload={},
+        clock=np.array([], dtype=np.uint32),
+        code=np.array([], dtype=np.uint16),
+        aux=np.array([], dtype=np.uint16),
+        offset=e64,
+        page_seq=e64,
+        delivery_idx=e64,
+        delivery={k: np.array([], dtype=np.int64) for k in DELIVERY_FIELDS},
+        event_idx=e64,
+        events={k: np.array([], dtype=np.float64) for k in EVENT_FIELDS},
+        unknown_payload={},
     )

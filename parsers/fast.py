@@ -17,7 +17,9 @@ from .records import BY_CODE, DELIVERY_CODE, PAYLOAD_SIZE, RECORD_SIZE, RecordTy
 
 _NP = {"u8": "<u1", "u16": "<u2", "u32": "<u4"}
 
-RECORD_DTYPE = np.dtype([("clock", "<u4"), ("code", "<u2"), ("aux", "<u2"), ("payload", f"V{PAYLOAD_SIZE}")])
+RECORD_DTYPE = np.dtype(
+    [("clock", "<u4"), ("code", "<u2"), ("aux", "<u2"), ("payload", f"V{PAYLOAD_SIZE}")]
+)
 
 
 def payload_dtype(t: RecordType) -> np.dtype:
@@ -28,7 +30,9 @@ def payload_dtype(t: RecordType) -> np.dtype:
         formats.append(_NP[f.ctype])
         offsets.append(pos)
         pos += f.size
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": PAYLOAD_SIZE})
+    return np.dtype(
+        {"names": names, "formats": formats, "offsets": offsets, "itemsize": PAYLOAD_SIZE}
+    )
 
 
 PAYLOAD_DTYPES = {code: payload_dtype(t) for code, t in BY_CODE.items()}
@@ -36,12 +40,14 @@ PAYLOAD_DTYPES = {code: payload_dtype(t) for code, t in BY_CODE.items()}
 
 def page_dtype(page_size: int) -> np.dtype:
     """Header and trailer fields of a page, viewed over the whole page."""
-    return np.dtype({
-        "names": ["sync", "count", "slot", "seq", "crc"],
-        "formats": ["<u2", "<u2", "<u4", "<u4", "<u4"],
-        "offsets": [0, 2, 4, 8, page_size - fmt.PAGE_TRAILER_SIZE],
-        "itemsize": page_size,
-    })
+    return np.dtype(
+        {
+            "names": ["sync", "count", "slot", "seq", "crc"],
+            "formats": ["<u2", "<u2", "<u4", "<u4", "<u4"],
+            "offsets": [0, 2, 4, 8, page_size - fmt.PAGE_TRAILER_SIZE],
+            "itemsize": page_size,
+        }
+    )
 
 
 def scan_pages(buf: memoryview, start: int, n_pages: int, page_size: int) -> PageScan:
@@ -50,12 +56,17 @@ def scan_pages(buf: memoryview, start: int, n_pages: int, page_size: int) -> Pag
     body = page_size - fmt.PAGE_TRAILER_SIZE
     crc = np.fromiter(
         (crc32c(buf[o : o + body]) for o in range(start, start + n_pages * page_size, page_size)),
-        dtype=np.uint32, count=n_pages,
+        dtype=np.uint32,
+        count=n_pages,
     )
     return PageScan(
         offset=start + np.arange(n_pages, dtype=np.int64) * page_size,
-        sync=heads["sync"].copy(), count=heads["count"].copy(), slot=heads["slot"].copy(),
-        seq=heads["seq"].copy(), crc_stored=heads["crc"].copy(), crc_ok=heads["crc"] == crc,
+        sync=heads["sync"].copy(),
+        count=heads["count"].copy(),
+        slot=heads["slot"].copy(),
+        seq=heads["seq"].copy(),
+        crc_stored=heads["crc"].copy(),
+        crc_ok=heads["crc"] == crc,
     )
 
 
@@ -65,8 +76,11 @@ def decode_records(
     """Decode the records of the accepted pages, in sequence order."""
     rpp = fmt.records_per_page(page_size)
     view = np.ndarray(
-        shape=(n_pages, rpp), dtype=RECORD_DTYPE, buffer=buf,
-        offset=start + fmt.PAGE_HEADER_SIZE, strides=(page_size, RECORD_SIZE),
+        shape=(n_pages, rpp),
+        dtype=RECORD_DTYPE,
+        buffer=buf,
+        offset=start + fmt.PAGE_HEADER_SIZE,
+        strides=(page_size, RECORD_SIZE),
     )
     idx = order.accepted
     counts = scan.count[idx].astype(np.int64)
@@ -102,7 +116,14 @@ def decode_records(
         for name in dt.names:
             events[name][rows] = vals[name]
     return DecodedRecords(
-        clock=recs["clock"].copy(), code=code.copy(), aux=recs["aux"].copy(), offset=offset,
-        page_seq=page_seq, delivery_idx=delivery_idx, delivery=delivery, event_idx=event_idx,
-        events=events, unknown_payload=unknown,
+        clock=recs["clock"].copy(),
+        code=code.copy(),
+        aux=recs["aux"].copy(),
+        offset=offset,
+        page_seq=page_seq,
+        delivery_idx=delivery_idx,
+        delivery=delivery,
+        event_idx=event_idx,
+        events=events,
+        unknown_payload=unknown,
     )

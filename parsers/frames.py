@@ -110,8 +110,11 @@ def build_delivery(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) 
         else:
             cols[name] = raw.astype(np.int64) if name == "stalled_s" else raw
     cols.update(
-        pump_clock=dec.clock[idx].astype(np.int64), time_uncertain=uncertain[idx],
-        page_seq=dec.page_seq[idx], offset=dec.offset[idx], aux=dec.aux[idx],
+        pump_clock=dec.clock[idx].astype(np.int64),
+        time_uncertain=uncertain[idx],
+        page_seq=dec.page_seq[idx],
+        offset=dec.offset[idx],
+        aux=dec.aux[idx],
     )
     df = pd.DataFrame(cols, copy=False)
     if len(t) > 1 and np.any(np.diff(t) < 0):

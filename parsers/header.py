@@ -28,13 +28,24 @@ def encode_header(h: Header, page_count: int) -> bytes:
     """The 128 header bytes for ``h`` with ``page_count`` pages stored, CRC included."""
     data = fmt.Header.build(
         dict(
-            version_major=h.version_major, version_minor=h.version_minor,
-            header_size=fmt.HEADER_SIZE, status_size=fmt.STATUS_SIZE,
-            page_size=h.page_size, record_size=32, model_ml=h.model_ml, flags=h.flags,
-            ring_slots=h.ring_slots, page_count=page_count, serial=h.serial,
-            firmware=h.firmware, implant_days=(h.implant_date - UNIX_DATE_EPOCH).days,
-            pump_clock=h.pump_clock, programmer_clock=h.programmer_clock,
-            programmer_id=h.programmer_id, reserved=bytes(40), crc=0,
+            version_major=h.version_major,
+            version_minor=h.version_minor,
+            header_size=fmt.HEADER_SIZE,
+            status_size=fmt.STATUS_SIZE,
+            page_size=h.page_size,
+            record_size=32,
+            model_ml=h.model_ml,
+            flags=h.flags,
+            ring_slots=h.ring_slots,
+            page_count=page_count,
+            serial=h.serial,
+            firmware=h.firmware,
+            implant_days=(h.implant_date - UNIX_DATE_EPOCH).days,
+            pump_clock=h.pump_clock,
+            programmer_clock=h.programmer_clock,
+            programmer_id=h.programmer_id,
+            reserved=bytes(40),
+            crc=0,
         )
     )
     return data[:-4] + crc32c(data[:-4]).to_bytes(4, "little")
@@ -48,12 +59,19 @@ def decode_header(data: bytes) -> tuple[Header, bool]:
     c = fmt.Header.parse(data)
     ok = crc32c(data[: fmt.HEADER_SIZE - 4]) == c.crc
     header = Header(
-        model_ml=c.model_ml, serial=c.serial, firmware=c.firmware,
+        model_ml=c.model_ml,
+        serial=c.serial,
+        firmware=c.firmware,
         implant_date=UNIX_DATE_EPOCH + dt.timedelta(days=c.implant_days),
-        pump_clock=c.pump_clock, programmer_clock=c.programmer_clock,
-        programmer_id=c.programmer_id, page_size=c.page_size, ring_slots=c.ring_slots,
-        page_count=c.page_count, version_major=c.version_major,
-        version_minor=c.version_minor, flags=c.flags,
+        pump_clock=c.pump_clock,
+        programmer_clock=c.programmer_clock,
+        programmer_id=c.programmer_id,
+        page_size=c.page_size,
+        ring_slots=c.ring_slots,
+        page_count=c.page_count,
+        version_major=c.version_major,
+        version_minor=c.version_minor,
+        flags=c.flags,
     )
     return header, ok
 
@@ -68,8 +86,12 @@ def encode_status(s: Status) -> bytes:
     if len(s.flex_steps) > fmt.MAX_FLEX_STEPS:
         raise ValueError(f"a flex program has at most {fmt.MAX_FLEX_STEPS} steps")
     steps = [
-        dict(start_min=st.start_min, reserved=st.reserved,
-             daily_dose_ng=mcg_to_ng(st.daily_dose_mcg_day), rate_nl_day=ml_to_nl(st.rate_ml_day))
+        dict(
+            start_min=st.start_min,
+            reserved=st.reserved,
+            daily_dose_ng=mcg_to_ng(st.daily_dose_mcg_day),
+            rate_nl_day=ml_to_nl(st.rate_ml_day),
+        )
         for st in s.flex_steps
     ]
     steps += [dict(start_min=0, reserved=0, daily_dose_ng=0, rate_nl_day=0)] * (
@@ -82,15 +104,24 @@ def encode_status(s: Status) -> bytes:
         dict(
             reservoir_nl=ml_to_nl(s.reservoir_ml),
             low_reservoir_alarm_nl=ml_to_nl(s.low_reservoir_alarm_ml),
-            drug_name=s.drug_name, concentration_milli=int(round(s.concentration_mcg_ml * MILLI_PER_UNIT)),
-            mode=enum_value(Mode, s.mode), flex_step_count=len(s.flex_steps),
+            drug_name=s.drug_name,
+            concentration_milli=round(s.concentration_mcg_ml * MILLI_PER_UNIT),
+            mode=enum_value(Mode, s.mode),
+            flex_step_count=len(s.flex_steps),
             motor_state=enum_value(MotorState, s.motor_state),
             battery_state=enum_value(BatteryState, s.battery_state),
-            daily_dose_ng=mcg_to_ng(s.daily_dose_mcg_day), rate_nl_day=ml_to_nl(s.rate_ml_day),
-            ptm_enabled=int(s.ptm_enabled), ptm_max_per_day=s.ptm_max_per_day,
-            ptm_lockout_min=s.ptm_lockout_min, ptm_dose_ng=mcg_to_ng(s.ptm_dose_mcg),
-            active_alarms=alarms, last_refill_clock=s.last_refill_clock, eri_clock=s.eri_clock,
-            flex_steps=steps, reserved=bytes(36), crc=0,
+            daily_dose_ng=mcg_to_ng(s.daily_dose_mcg_day),
+            rate_nl_day=ml_to_nl(s.rate_ml_day),
+            ptm_enabled=int(s.ptm_enabled),
+            ptm_max_per_day=s.ptm_max_per_day,
+            ptm_lockout_min=s.ptm_lockout_min,
+            ptm_dose_ng=mcg_to_ng(s.ptm_dose_mcg),
+            active_alarms=alarms,
+            last_refill_clock=s.last_refill_clock,
+            eri_clock=s.eri_clock,
+            flex_steps=steps,
+            reserved=bytes(36),
+            crc=0,
         )
     )
     return data[:-4] + crc32c(data[:-4]).to_bytes(4, "little")
@@ -102,21 +133,30 @@ def decode_status(data: bytes) -> tuple[Status, bool]:
     ok = crc32c(data[: fmt.STATUS_SIZE - 4]) == c.crc
     n_steps = min(c.flex_step_count, fmt.MAX_FLEX_STEPS)
     steps = tuple(
-        FlexStep(st.start_min, st.daily_dose_ng / NG_PER_MCG, st.rate_nl_day / NL_PER_ML, st.reserved)
+        FlexStep(
+            st.start_min, st.daily_dose_ng / NG_PER_MCG, st.rate_nl_day / NL_PER_ML, st.reserved
+        )
         for st in c.flex_steps[:n_steps]
     )
     alarms = tuple(a.name.lower() for a in Alarm if c.active_alarms & (1 << int(a)))
     status = Status(
         reservoir_ml=c.reservoir_nl / NL_PER_ML,
         low_reservoir_alarm_ml=c.low_reservoir_alarm_nl / NL_PER_ML,
-        drug_name=c.drug_name, concentration_mcg_ml=c.concentration_milli / MILLI_PER_UNIT,
-        mode=enum_name(Mode, c.mode), daily_dose_mcg_day=c.daily_dose_ng / NG_PER_MCG,
-        rate_ml_day=c.rate_nl_day / NL_PER_ML, flex_steps=steps, ptm_enabled=bool(c.ptm_enabled),
-        ptm_dose_mcg=c.ptm_dose_ng / NG_PER_MCG, ptm_lockout_min=c.ptm_lockout_min,
-        ptm_max_per_day=c.ptm_max_per_day, active_alarms=alarms,
+        drug_name=c.drug_name,
+        concentration_mcg_ml=c.concentration_milli / MILLI_PER_UNIT,
+        mode=enum_name(Mode, c.mode),
+        daily_dose_mcg_day=c.daily_dose_ng / NG_PER_MCG,
+        rate_ml_day=c.rate_nl_day / NL_PER_ML,
+        flex_steps=steps,
+        ptm_enabled=bool(c.ptm_enabled),
+        ptm_dose_mcg=c.ptm_dose_ng / NG_PER_MCG,
+        ptm_lockout_min=c.ptm_lockout_min,
+        ptm_max_per_day=c.ptm_max_per_day,
+        active_alarms=alarms,
         battery_state=enum_name(BatteryState, c.battery_state),
         motor_state=enum_name(MotorState, c.motor_state),
-        last_refill_clock=c.last_refill_clock, eri_clock=c.eri_clock,
+        last_refill_clock=c.last_refill_clock,
+        eri_clock=c.eri_clock,
         alarm_bits_unknown=c.active_alarms & ~_KNOWN_ALARM_BITS,
     )
     return status, ok

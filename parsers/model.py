@@ -151,9 +151,9 @@ class Problem:
 
 def ml_to_nl(ml: float) -> int:
     """mL to integer nL, as stored."""
-    return int(round(ml * NL_PER_ML))
+    return round(ml * NL_PER_ML)
 
 
 def mcg_to_ng(mcg: float) -> int:
     """mcg to integer ng, as stored."""
-    return int(round(mcg * NG_PER_MCG))
+    return round(mcg * NG_PER_MCG)

@@ -33,7 +33,9 @@ class PageOrder:
     """Accepted pages (indices into the scan) in sequence order, and the gaps between them."""
 
     accepted: np.ndarray  # int64 indices into the scan, in sequence order
-    gaps: list[tuple[int, int, int]]  # (position in accepted after which the gap falls, first missing seq, last missing seq)
+    gaps: list[
+        tuple[int, int, int]
+    ]  # (position in accepted after which the gap falls, first missing seq, last missing seq)
     problems: list[Problem]
 
 
@@ -47,46 +49,63 @@ def order_pages(scan: PageScan, ring_slots: int, page_size: int) -> PageOrder:
     good &= ~erased
     bad_sync = ~erased & (scan.sync != fmt.PAGE_SYNC)
     for i in np.flatnonzero(bad_sync):
-        problems.append(Problem(
-            "bad_page_marker",
-            f"page {i} has marker {int(scan.sync[i]):#06x}, not {fmt.PAGE_SYNC:#06x}: "
-            "page damaged, its records are skipped",
-            int(scan.offset[i]),
-        ))
+        problems.append(
+            Problem(
+                "bad_page_marker",
+                f"page {i} has marker {int(scan.sync[i]):#06x}, not {fmt.PAGE_SYNC:#06x}: "
+                "page damaged, its records are skipped",
+                int(scan.offset[i]),
+            )
+        )
     good &= ~bad_sync
     bad_crc = good & ~scan.crc_ok
     for i in np.flatnonzero(bad_crc):
-        problems.append(Problem(
-            "bad_page_crc",
-            f"page {i} (says seq {int(scan.seq[i])}, slot {int(scan.slot[i])}) fails its CRC-32C "
-            f"(stored {int(scan.crc_stored[i]):#010x}): page damaged, its records are skipped",
-            int(scan.offset[i]), None,
-        ))
+        problems.append(
+            Problem(
+                "bad_page_crc",
+                f"page {i} (says seq {int(scan.seq[i])}, slot {int(scan.slot[i])}) fails its CRC-32C "
+                f"(stored {int(scan.crc_stored[i]):#010x}): page damaged, its records are skipped",
+                int(scan.offset[i]),
+                None,
+            )
+        )
     good &= scan.crc_ok
     bad_count = good & (scan.count > rpp)
     for i in np.flatnonzero(bad_count):
-        problems.append(Problem(
-            "bad_record_count",
-            f"page seq {int(scan.seq[i])} claims {int(scan.count[i])} records; at most {rpp} fit: "
-            "page skipped", int(scan.offset[i]), int(scan.seq[i]),
-        ))
+        problems.append(
+            Problem(
+                "bad_record_count",
+                f"page seq {int(scan.seq[i])} claims {int(scan.count[i])} records; at most {rpp} fit: "
+                "page skipped",
+                int(scan.offset[i]),
+                int(scan.seq[i]),
+            )
+        )
     good &= ~bad_count
     bad_slot = good & (scan.slot >= ring_slots)
     for i in np.flatnonzero(bad_slot):
-        problems.append(Problem(
-            "bad_slot",
-            f"page seq {int(scan.seq[i])} says slot {int(scan.slot[i])}, but the ring has "
-            f"{ring_slots} slots: page skipped", int(scan.offset[i]), int(scan.seq[i]),
-        ))
+        problems.append(
+            Problem(
+                "bad_slot",
+                f"page seq {int(scan.seq[i])} says slot {int(scan.slot[i])}, but the ring has "
+                f"{ring_slots} slots: page skipped",
+                int(scan.offset[i]),
+                int(scan.seq[i]),
+            )
+        )
     good &= ~bad_slot
     misplaced = good & (scan.seq.astype(np.int64) % max(ring_slots, 1) != scan.slot)
     for i in np.flatnonzero(misplaced):
-        problems.append(Problem(
-            "page_out_of_place",
-            f"page seq {int(scan.seq[i])} sits in slot {int(scan.slot[i])}, expected slot "
-            f"{int(scan.seq[i]) % ring_slots}: kept, ordered by its sequence number",
-            int(scan.offset[i]), int(scan.seq[i]), "warning",
-        ))
+        problems.append(
+            Problem(
+                "page_out_of_place",
+                f"page seq {int(scan.seq[i])} sits in slot {int(scan.slot[i])}, expected slot "
+                f"{int(scan.seq[i]) % ring_slots}: kept, ordered by its sequence number",
+                int(scan.offset[i]),
+                int(scan.seq[i]),
+                "warning",
+            )
+        )
 
     idx = np.flatnonzero(good)
     order = idx[np.argsort(scan.seq[idx], kind="stable")]
@@ -98,12 +117,16 @@ def order_pages(scan: PageScan, ring_slots: int, page_size: int) -> PageOrder:
         first = a if keep[j - 1] else int(order[np.flatnonzero(keep[:j])[-1]])
         same = scan.crc_stored[first] == scan.crc_stored[b] and scan.count[first] == scan.count[b]
         detail = "an identical copy" if same else "a different page with the same number"
-        problems.append(Problem(
-            "duplicate_page",
-            f"page seq {int(seqs[j])} appears twice (bytes {int(scan.offset[first])} and "
-            f"{int(scan.offset[b])}): {detail}; the first is kept",
-            int(scan.offset[b]), int(seqs[j]), "warning" if same else "error",
-        ))
+        problems.append(
+            Problem(
+                "duplicate_page",
+                f"page seq {int(seqs[j])} appears twice (bytes {int(scan.offset[first])} and "
+                f"{int(scan.offset[b])}): {detail}; the first is kept",
+                int(scan.offset[b]),
+                int(seqs[j]),
+                "warning" if same else "error",
+            )
+        )
         keep[j] = False
     order = order[keep]
     seqs = seqs[keep]
@@ -111,10 +134,14 @@ def order_pages(scan: PageScan, ring_slots: int, page_size: int) -> PageOrder:
     for j in np.flatnonzero(np.diff(seqs) > 1):
         gaps.append((int(j), int(seqs[j]) + 1, int(seqs[j + 1]) - 1))
     if len(seqs) and seqs[-1] - seqs[0] + 1 > ring_slots:
-        problems.append(Problem(
-            "ring_span",
-            f"pages span seq {int(seqs[0])}..{int(seqs[-1])}, more than the ring's {ring_slots} "
-            "slots can hold: some pages are stale or mis-numbered",
-            None, None, "warning",
-        ))
+        problems.append(
+            Problem(
+                "ring_span",
+                f"pages span seq {int(seqs[0])}..{int(seqs[-1])}, more than the ring's {ring_slots} "
+                "slots can hold: some pages are stale or mis-numbered",
+                None,
+                None,
+                "warning",
+            )
+        )
     return PageOrder(order.astype(np.int64), gaps, problems)

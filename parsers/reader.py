@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import mmap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import construct as cs
 import numpy as np
 import pandas as pd
 
 from . import construct_reader, fast
 from . import format as fmt
-from .codec import raw_field_value
 from .decoded import DecodedRecords, empty_records
 from .errors import LogFormatError
 from .frames import build_delivery, build_events, utc_times
@@ -63,7 +61,9 @@ class InterrogationLog:
             code = int(d["code"])
             t = BY_CODE.get(code)
             if t is None:
-                rec = Record(int(d["pump_clock"]), code, {}, int(d["aux"]), bytes.fromhex(d["payload_hex"]))
+                rec = Record(
+                    int(d["pump_clock"]), code, {}, int(d["aux"]), bytes.fromhex(d["payload_hex"])
+                )
             else:
                 names = {f.name for f in t.fields}
                 vals = {k: d[k] for k in ev_fields if k in names}
@@ -73,7 +73,9 @@ class InterrogationLog:
         for r in self.delivery.itertuples(index=False):
             d = r._asdict()
             vals = {f.name: d[f.name] for f in spec.fields}
-            rows.append((int(d["offset"]), Record(int(d["pump_clock"]), DELIVERY_CODE, vals, int(d["aux"]))))
+            rows.append(
+                (int(d["offset"]), Record(int(d["pump_clock"]), DELIVERY_CODE, vals, int(d["aux"])))
+            )
         rows.sort(key=lambda x: x[0])
         return [r for _, r in rows]
 
@@ -92,11 +94,22 @@ class InterrogationLog:
         return sorted([*self.events["offset"].tolist(), *self.delivery["offset"].tolist()])
 
 
-_EVENT_META = {"time_utc", "event", "code", "pump_clock", "time_uncertain", "page_seq", "offset",
-               "aux", "payload_hex"}
+_EVENT_META = {
+    "time_utc",
+    "event",
+    "code",
+    "pump_clock",
+    "time_uncertain",
+    "page_seq",
+    "offset",
+    "aux",
+    "payload_hex",
+}
 
 
-def read_log(path: str | Path, *, strict: bool = False, decoder: Decoder = "fast") -> InterrogationLog:
+def read_log(
+    path: str | Path, *, strict: bool = False, decoder: Decoder = "fast"
+) -> InterrogationLog:
     """Read an interrogation log.
 
     The file is opened read-only and never written.  In the default mode damaged pages are
@@ -118,17 +131,19 @@ def read_log(path: str | Path, *, strict: bool = False, decoder: Decoder = "fast
         try:
             return _read(path, memoryview(mm), size, strict, decoder)
         finally:
-            try:
+            # a view still alive somewhere would make close() fail; the GC then unmaps it
+            with contextlib.suppress(BufferError):
                 mm.close()
-            except BufferError:  # a view is still alive somewhere; the GC will unmap it
-                pass
 
 
-def _read(path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder) -> InterrogationLog:
+def _read(
+    path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder
+) -> InterrogationLog:
     problems: list[Problem] = []
 
-    def problem(kind: str, message: str, offset: int | None, seq: int | None = None,
-                severity: str = "error") -> None:
+    def problem(
+        kind: str, message: str, offset: int | None, seq: int | None = None, severity: str = "error"
+    ) -> None:
         p = Problem(kind, message, offset, seq, severity, str(path))  # type: ignore[arg-type]
         if strict:
             raise LogFormatError(path, offset, message)
@@ -136,54 +151,97 @@ def _read(path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder
 
     if size < len(fmt.MAGIC) or bytes(buf[: len(fmt.MAGIC)]) != fmt.MAGIC:
         got = bytes(buf[: len(fmt.MAGIC)]).hex(" ")
-        raise LogFormatError(path, 0, f"not an ITB interrogation log: starts with {got}, "
-                             f"expected the magic {fmt.MAGIC.hex(' ')}")
+        raise LogFormatError(
+            path,
+            0,
+            f"not an ITB interrogation log: starts with {got}, "
+            f"expected the magic {fmt.MAGIC.hex(' ')}",
+        )
     if size < fmt.HEADER_SIZE:
-        raise LogFormatError(path, size, f"truncated inside the header: the file has {size} bytes, "
-                             f"a header needs {fmt.HEADER_SIZE}")
+        raise LogFormatError(
+            path,
+            size,
+            f"truncated inside the header: the file has {size} bytes, "
+            f"a header needs {fmt.HEADER_SIZE}",
+        )
     raw_header = bytes(buf[: fmt.HEADER_SIZE])
     lay = header_layout(raw_header)
     if lay.version_major != fmt.VERSION_MAJOR:
-        raise LogFormatError(path, 8, f"format version {lay.version_major}.{lay.version_minor} is "
-                             f"not supported (this reader reads {fmt.VERSION_MAJOR}.x)")
+        raise LogFormatError(
+            path,
+            8,
+            f"format version {lay.version_major}.{lay.version_minor} is "
+            f"not supported (this reader reads {fmt.VERSION_MAJOR}.x)",
+        )
     header, header_ok = decode_header(raw_header)
     if not header_ok:
-        problem("bad_header_crc", "header fails its CRC-32C: pump identity and clocks may be wrong",
-                fmt.HEADER_SIZE - 4)
-    for name, off, want in (("header_size", 10, fmt.HEADER_SIZE), ("status_size", 12, fmt.STATUS_SIZE),
-                            ("record_size", 16, 32)):
+        problem(
+            "bad_header_crc",
+            "header fails its CRC-32C: pump identity and clocks may be wrong",
+            fmt.HEADER_SIZE - 4,
+        )
+    for name, off, want in (
+        ("header_size", 10, fmt.HEADER_SIZE),
+        ("status_size", 12, fmt.STATUS_SIZE),
+        ("record_size", 16, 32),
+    ):
         if lay[name] != want:
-            raise LogFormatError(path, off, f"{name} is {lay[name]}, expected {want}: the layout "
-                                 "cannot be trusted")
+            raise LogFormatError(
+                path, off, f"{name} is {lay[name]}, expected {want}: the layout cannot be trusted"
+            )
     if lay.page_size not in fmt.ALLOWED_PAGE_SIZES:
-        raise LogFormatError(path, 14, f"page size {lay.page_size} is not one of "
-                             f"{fmt.ALLOWED_PAGE_SIZES}: the layout cannot be trusted")
+        raise LogFormatError(
+            path,
+            14,
+            f"page size {lay.page_size} is not one of "
+            f"{fmt.ALLOWED_PAGE_SIZES}: the layout cannot be trusted",
+        )
     if header.model_ml not in (20, 40):
-        problem("unknown_model", f"pump model says a {header.model_ml} mL reservoir; expected 20 or 40",
-                18, severity="warning")
+        problem(
+            "unknown_model",
+            f"pump model says a {header.model_ml} mL reservoir; expected 20 or 40",
+            18,
+            severity="warning",
+        )
     pages_start = fmt.HEADER_SIZE + fmt.STATUS_SIZE
     if size < pages_start:
-        raise LogFormatError(path, size, f"truncated inside the status snapshot: the file has {size} "
-                             f"bytes, header and status need {pages_start}")
-    status, status_ok = decode_status(bytes(buf[fmt.HEADER_SIZE:pages_start]))
+        raise LogFormatError(
+            path,
+            size,
+            f"truncated inside the status snapshot: the file has {size} "
+            f"bytes, header and status need {pages_start}",
+        )
+    status, status_ok = decode_status(bytes(buf[fmt.HEADER_SIZE : pages_start]))
     if not status_ok:
-        problem("bad_status_crc", "status snapshot fails its CRC-32C: reservoir, prescription and "
-                "alarms in it cannot be trusted", pages_start - 4)
+        problem(
+            "bad_status_crc",
+            "status snapshot fails its CRC-32C: reservoir, prescription and "
+            "alarms in it cannot be trusted",
+            pages_start - 4,
+        )
 
     ps = header.page_size
     complete = (size - pages_start) // ps
     n_pages = min(header.page_count, complete)
     expected_end = pages_start + header.page_count * ps
     if size < expected_end:
-        problem("truncated", f"file ends at byte {size} but the header promises {header.page_count} "
-                f"pages (to byte {expected_end}): {header.page_count - n_pages} pages missing, "
-                "the last partial page is skipped" if (size - pages_start) % ps else
-                f"file ends at byte {size} but the header promises {header.page_count} pages "
-                f"(to byte {expected_end}): {header.page_count - n_pages} pages missing",
-                pages_start + n_pages * ps)
+        problem(
+            "truncated",
+            f"file ends at byte {size} but the header promises {header.page_count} "
+            f"pages (to byte {expected_end}): {_pages(header.page_count - n_pages)} missing, "
+            "the last partial page is skipped"
+            if (size - pages_start) % ps
+            else f"file ends at byte {size} but the header promises {header.page_count} pages "
+            f"(to byte {expected_end}): {_pages(header.page_count - n_pages)} missing",
+            pages_start + n_pages * ps,
+        )
     elif size > expected_end:
-        problem("trailing_bytes", f"{size - expected_end} bytes after the last page are ignored",
-                expected_end, severity="warning")
+        problem(
+            "trailing_bytes",
+            f"{size - expected_end} bytes after the last page are ignored",
+            expected_end,
+            severity="warning",
+        )
 
     if decoder == "fast":
         scan = fast.scan_pages(buf, pages_start, n_pages, ps)
@@ -205,26 +263,50 @@ def _read(path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder
     counts = scan.count[order.accepted].astype(np.int64)
     page_first = np.cumsum(counts) - counts
     gap_starts = [int(page_first[j + 1]) for j, _, _ in order.gaps if page_first[j + 1] < len(dec)]
-    tb = correct_clocks(dec.clock, _clock_marks(dec), (header.pump_clock, header.programmer_clock),
-                        gap_starts, dec.offset)
+    tb = correct_clocks(
+        dec.clock,
+        _clock_marks(dec),
+        (header.pump_clock, header.programmer_clock),
+        gap_starts,
+        dec.offset,
+    )
     for p in tb.problems:
         problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
 
     pages_df = _pages_table(scan, order.accepted, counts, page_first, tb.utc)
     gaps_df = _gaps_table(order.gaps, scan, order.accepted, counts, page_first, tb.utc)
     for g in gaps_df.itertuples(index=False):
-        span = (f"history from {g.start_utc:%Y-%m-%d %H:%M:%S} to {g.end_utc:%Y-%m-%d %H:%M:%S} UTC "
-                "is lost" if pd.notna(g.start_utc) and pd.notna(g.end_utc) else "history is lost")
+        span = (
+            f"history from {g.start_utc:%Y-%m-%d %H:%M:%S} to {g.end_utc:%Y-%m-%d %H:%M:%S} UTC "
+            "is lost"
+            if pd.notna(g.start_utc) and pd.notna(g.end_utc)
+            else "history is lost"
+        )
         n = g.last_missing_seq - g.first_missing_seq + 1
-        problem("page_gap", f"pages seq {g.first_missing_seq}..{g.last_missing_seq} ({n} pages) are "
-                f"missing or damaged before the page at this offset: {span}", int(g.next_page_offset),
-                int(g.first_missing_seq))
+        problem(
+            "page_gap",
+            f"pages seq {g.first_missing_seq}..{g.last_missing_seq} ({n} pages) are "
+            f"missing or damaged before the page at this offset: {span}",
+            int(g.next_page_offset),
+            int(g.first_missing_seq),
+        )
     return InterrogationLog(
-        path=path, header=header, status=status, header_ok=header_ok, status_ok=status_ok,
+        path=path,
+        header=header,
+        status=status,
+        header_ok=header_ok,
+        status_ok=status_ok,
         events=build_events(dec, tb.utc, tb.uncertain),
         delivery=build_delivery(dec, tb.utc, tb.uncertain),
-        pages=pages_df, gaps=gaps_df, problems=problems, decoder=decoder,
+        pages=pages_df,
+        gaps=gaps_df,
+        problems=problems,
+        decoder=decoder,
     )
+
+
+def _pages(n: int) -> str:
+    return f"{n} page" if n == 1 else f"{n} pages"
 
 
 def _clock_marks(dec: DecodedRecords) -> ClockMarks:
@@ -243,21 +325,27 @@ def _clock_marks(dec: DecodedRecords) -> ClockMarks:
     return marks
 
 
-_CLOCK_CODES = [int(RecordCode.CLOCK_SET), int(RecordCode.PUMP_RESET), int(RecordCode.TELEMETRY_START)]
+_CLOCK_CODES = [
+    int(RecordCode.CLOCK_SET),
+    int(RecordCode.PUMP_RESET),
+    int(RecordCode.TELEMETRY_START),
+]
 
 
 def _pages_table(scan, accepted, counts, page_first, utc) -> pd.DataFrame:  # noqa: ANN001
     has = counts > 0
     first_t = np.where(has, utc[np.minimum(page_first, max(len(utc) - 1, 0))] if len(utc) else 0, 0)
     last_t = np.where(has, utc[np.maximum(page_first + counts - 1, 0)] if len(utc) else 0, 0)
-    return pd.DataFrame({
-        "seq": scan.seq[accepted].astype(np.int64),
-        "slot": scan.slot[accepted].astype(np.int64),
-        "offset": scan.offset[accepted],
-        "count": counts,
-        "first_utc": utc_times(first_t).where(has),
-        "last_utc": utc_times(last_t).where(has),
-    })
+    return pd.DataFrame(
+        {
+            "seq": scan.seq[accepted].astype(np.int64),
+            "slot": scan.slot[accepted].astype(np.int64),
+            "offset": scan.offset[accepted],
+            "count": counts,
+            "first_utc": utc_times(first_t).where(has),
+            "last_utc": utc_times(last_t).where(has),
+        }
+    )
 
 
 def _gaps_table(gaps, scan, accepted, counts, page_first, utc) -> pd.DataFrame:  # noqa: ANN001
@@ -267,18 +355,17 @@ def _gaps_table(gaps, scan, accepted, counts, page_first, utc) -> pd.DataFrame: 
         after = int(page_first[j + 1])
         start = utc_times(np.array([utc[before]]))[0] if counts[j] > 0 else pd.NaT
         end = utc_times(np.array([utc[after]]))[0] if counts[j + 1] > 0 else pd.NaT
-        rows.append(dict(first_missing_seq=a, last_missing_seq=b, start_utc=start, end_utc=end,
-                         next_page_offset=int(scan.offset[accepted[j + 1]])))
+        rows.append(
+            dict(
+                first_missing_seq=a,
+                last_missing_seq=b,
+                start_utc=start,
+                end_utc=end,
+                next_page_offset=int(scan.offset[accepted[j + 1]]),
+            )
+        )
     cols = ["first_missing_seq", "last_missing_seq", "start_utc", "end_utc", "next_page_offset"]
     df = pd.DataFrame(rows, columns=cols)
     for c in ("start_utc", "end_utc"):
         df[c] = pd.to_datetime(df[c], utc=True)
     return df
-
-
-def with_path(p: Problem, path: Path) -> Problem:
-    """A copy of ``p`` naming ``path``."""
-    return dataclasses.replace(p, path=str(path))
-
-
-__all__ = ["InterrogationLog", "LogFormatError", "read_log", "raw_field_value", "cs"]

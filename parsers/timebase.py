@@ -64,13 +64,15 @@ def correct_clocks(
         for i in back.tolist():
             if i not in kinds:
                 kinds[i] = "jump"
-                problems.append(Problem(
-                    "clock_reset",
-                    f"pump clock jumps back from {int(clk[i - 1])} s to {int(clk[i])} s with no "
-                    "clock-set or reset record: times before it cannot be anchored and are "
-                    "marked uncertain",
-                    int(offsets[i]),
-                ))
+                problems.append(
+                    Problem(
+                        "clock_reset",
+                        f"pump clock jumps back from {int(clk[i - 1])} s to {int(clk[i])} s with no "
+                        "clock-set or reset record: times before it cannot be anchored and are "
+                        "marked uncertain",
+                        int(offsets[i]),
+                    )
+                )
     starts = sorted({0, *[i for i in kinds if 0 < i < n]}) if n else [0]
     bounds = [*starts, n]
     nseg = len(starts)
@@ -102,12 +104,12 @@ def correct_clocks(
             if nxt < nseg and resolved[nxt] and starts[nxt] in reset_before:
                 b = starts[nxt]
                 utc_reset = int(clk[b]) + offset_at(nxt, int(clk[b]))
-                syncs[k].append((reset_before[b], int(round(utc_reset))))
+                syncs[k].append((reset_before[b], round(utc_reset)))
                 resolved[k] = progressed = True
             elif k > 0 and resolved[k - 1] and starts[k] in reset_before:
                 cb = reset_before[starts[k]]
                 utc_reset = cb + offset_at(k - 1, cb)
-                syncs[k].append((int(clk[starts[k]]), int(round(utc_reset))))
+                syncs[k].append((int(clk[starts[k]]), round(utc_reset)))
                 resolved[k] = progressed = True
         if progressed:
             continue
@@ -123,7 +125,7 @@ def correct_clocks(
             else:
                 continue
             edge = int(clk[bounds[k + 1] - 1]) if k + 1 < nseg else int(clk[starts[k]])
-            syncs[k].append((edge, int(round(edge + off))))
+            syncs[k].append((edge, round(edge + off)))
             resolved[k] = uncertain_seg[k] = True
             break
 
@@ -142,20 +144,33 @@ def correct_clocks(
         if uncertain_seg[k]:
             uncertain[lo:hi] = True
             if hi > lo and kinds.get(lo) != "jump" and kinds.get(hi) != "jump":
-                problems.append(Problem(
-                    "clock_uncertain",
-                    f"{hi - lo} records from byte {int(offsets[lo])} have no clock sync point "
-                    "of their own (next to a page gap): their times are estimated and marked "
-                    "uncertain", int(offsets[lo]), None, "warning",
-                ))
+                problems.append(
+                    Problem(
+                        "clock_uncertain",
+                        f"{hi - lo} records from byte {int(offsets[lo])} have no clock sync point "
+                        "of their own (next to a page gap): their times are estimated and marked "
+                        "uncertain",
+                        int(offsets[lo]),
+                        None,
+                        "warning",
+                    )
+                )
     for i, cb in marks.reset:
-        problems.append(Problem(
-            "pump_reset",
-            f"pump reset: its clock restarted (was {cb} s, now {int(clk[i])} s); times before "
-            "the reset are linked through the clock it recorded", int(offsets[i]), None,
-            "warning",
-        ))
+        problems.append(
+            Problem(
+                "pump_reset",
+                f"pump reset: its clock restarted (was {cb} s, now {int(clk[i])} s); times before "
+                "the reset are linked through the clock it recorded",
+                int(offsets[i]),
+                None,
+                "warning",
+            )
+        )
     return Timebase(utc, uncertain, problems)
 
 
-CLOCK_CODES = (int(RecordCode.CLOCK_SET), int(RecordCode.PUMP_RESET), int(RecordCode.TELEMETRY_START))
+CLOCK_CODES = (
+    int(RecordCode.CLOCK_SET),
+    int(RecordCode.PUMP_RESET),
+    int(RecordCode.TELEMETRY_START),
+)

@@ -16,15 +16,36 @@ def register(p: argparse.ArgumentParser) -> None:
     """Add the decode options."""
     p.add_argument("log", type=Path, help="interrogation log (.itblog)")
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--events", action="store_const", dest="what", const="events",
-                      help="the event table (prescriptions, boluses, refills, alarms, ...)")
-    what.add_argument("--delivery", action="store_const", dest="what", const="delivery",
-                      help="the periodic delivery history")
-    what.add_argument("--status", action="store_const", dest="what", const="status",
-                      help="header and status snapshot")
-    p.add_argument("--format", choices=FORMATS, default=None,
-                   help="output format (default: table on a terminal, else csv; json for --status)")
-    p.add_argument("-o", "--output", type=Path, help="write to this file (atomically) instead of stdout")
+    what.add_argument(
+        "--events",
+        action="store_const",
+        dest="what",
+        const="events",
+        help="the event table (prescriptions, boluses, refills, alarms, ...)",
+    )
+    what.add_argument(
+        "--delivery",
+        action="store_const",
+        dest="what",
+        const="delivery",
+        help="the periodic delivery history",
+    )
+    what.add_argument(
+        "--status",
+        action="store_const",
+        dest="what",
+        const="status",
+        help="header and status snapshot",
+    )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="output format (default: table on a terminal, else csv; json for --status)",
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, help="write to this file (atomically) instead of stdout"
+    )
     p.add_argument("--strict", action="store_true", help="fail on any damage instead of recovering")
     p.set_defaults(what=None)
 
@@ -39,8 +60,13 @@ def run(args: argparse.Namespace) -> int:
     for p in log.problems:
         print(f"itb decode: {p.severity}: {p}", file=sys.stderr)
     what = args.what or "summary"
-    fmt = args.format or ("json" if what == "status" else "table" if what == "summary" or
-                          (args.output is None and sys.stdout.isatty()) else "csv")
+    fmt = args.format or (
+        "json"
+        if what == "status"
+        else "table"
+        if what == "summary" or (args.output is None and sys.stdout.isatty())
+        else "csv"
+    )
     if what in ("summary", "status"):
         data = _status_dict(log)
         if fmt == "json":
@@ -68,8 +94,14 @@ def run(args: argparse.Namespace) -> int:
         import pandas as pd
 
         shown = df.dropna(axis=1, how="all") if what == "events" else df
-        with pd.option_context("display.max_rows", 200 if args.output is None else None,
-                               "display.width", 200, "display.max_columns", None):
+        with pd.option_context(
+            "display.max_rows",
+            200 if args.output is None else None,
+            "display.width",
+            200,
+            "display.max_columns",
+            None,
+        ):
             text = shown.to_string(index=False) + "\n"
         text += f"({len(df)} rows; times are UTC)\n"
     return _emit(text.encode(), args.output, atomic_write_bytes)
@@ -88,16 +120,24 @@ def _status_dict(log) -> dict:  # noqa: ANN001
     h, s = log.header, log.status
     return {
         "file": str(log.path),
-        "header": {**asdict(h), "clock_drift_s": h.clock_drift_s,
-                   "interrogated_at_utc": h.interrogated_at.isoformat()},
+        "header": {
+            **asdict(h),
+            "clock_drift_s": h.clock_drift_s,
+            "interrogated_at_utc": h.interrogated_at.isoformat(),
+        },
         "header_crc_ok": log.header_ok,
         "status": asdict(s),
         "status_crc_ok": log.status_ok,
-        "records": {"events": len(log.events), "delivery": len(log.delivery),
-                    "pages": len(log.pages)},
+        "records": {
+            "events": len(log.events),
+            "delivery": len(log.delivery),
+            "pages": len(log.pages),
+        },
         "history_utc": _span(log),
-        "problems": [{"kind": p.kind, "severity": p.severity, "offset": p.offset,
-                      "message": p.message} for p in log.problems],
+        "problems": [
+            {"kind": p.kind, "severity": p.severity, "offset": p.offset, "message": p.message}
+            for p in log.problems
+        ],
     }
 
 
@@ -125,12 +165,17 @@ def _summary_text(log, d: dict) -> str:  # noqa: ANN001
         f"  motor       {s.motor_state}; battery {s.battery_state}; alarms "
         f"{', '.join(s.active_alarms) or 'none'}",
         f"  history     {len(log.delivery)} delivery intervals, {len(log.events)} events, "
-        f"{len(log.pages)} pages"
-        + (f", {span[0]} to {span[1]} UTC" if span else ""),
+        f"{len(log.pages)} pages" + (f", {span[0]} to {span[1]} UTC" if span else ""),
     ]
-    if log.problems:
-        lines.append(f"  problems    {len(log.problems)} (listed above); damaged history "
-                     "cannot be read as normal")
+    errors = sum(p.severity == "error" for p in log.problems)
+    warnings = len(log.problems) - errors
+    if errors:
+        lines.append(
+            f"  problems    {errors} errors, {warnings} warnings (listed above): damaged "
+            "or missing history cannot be read as normal"
+        )
+    elif warnings:
+        lines.append(f"  problems    {warnings} warnings (listed above), no damage")
     else:
         lines.append("  problems    none found in the file")
     return "\n".join(lines) + "\n"

@@ -26,7 +26,9 @@ def run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         raise UserError(str(exc)) from exc
     kinds = sorted({f["kind"] for f in truth["expected_findings"]})
-    print(f"{args.output}: {result.scenario.name} (seed {result.seed}), interrogated "
-          f"{truth['interrogated_at_utc']}; missed {truth['missed_mcg']:.0f} mcg, excess "
-          f"{truth['excess_mcg']:.0f} mcg; expected findings: {', '.join(kinds) or 'none'}")
+    print(
+        f"{args.output}: {result.scenario.name} (seed {result.seed}), interrogated "
+        f"{truth['interrogated_at_utc']}; missed {truth['missed_mcg']:.0f} mcg, excess "
+        f"{truth['excess_mcg']:.0f} mcg; expected findings: {', '.join(kinds) or 'none'}"
+    )
     return 0

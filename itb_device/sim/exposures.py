@@ -11,8 +11,14 @@ from .pump import SimulatedPump
 MRI_RECOVERY = ("minutes", "hours", "never", "telemetry")
 
 
-def mri(pump: SimulatedPump, start: int, duration_s: int, recovery: str = "minutes",
-        delay_s: int | None = None, late_log: bool = False) -> None:
+def mri(
+    pump: SimulatedPump,
+    start: int,
+    duration_s: int,
+    recovery: str = "minutes",
+    delay_s: int | None = None,
+    late_log: bool = False,
+) -> None:
     """The MRI field stops the rotor from ``start`` for ``duration_s``.
 
     recovery: ``minutes`` (resumes 1-20 min after the scan), ``hours`` (2-24 h after),
@@ -55,14 +61,19 @@ def diathermy(pump: SimulatedPump, start: int, duration_s: int, factor: float = 
     pump.at(start + duration_s, off)
 
 
-def intermittent_stalls(pump: SimulatedPump, windows: list[tuple[int, int]],
-                        failure_at: int | None = None) -> None:
+def intermittent_stalls(
+    pump: SimulatedPump, windows: list[tuple[int, int]], failure_at: int | None = None
+) -> None:
     """Short stalls (start, duration) as a worn motor gives, then a permanent failure."""
     for start, dur in windows:
         pump.at(start, lambda: pump.add_stall("intermittent"))
         pump.at(start + dur, lambda: pump.remove_stall("intermittent"))
-    pump.truth.add_event("intermittent_stalls", windows[0][0] if windows else failure_at,
-                         failure_at, count=len(windows))
+    pump.truth.add_event(
+        "intermittent_stalls",
+        windows[0][0] if windows else failure_at,
+        failure_at,
+        count=len(windows),
+    )
     if failure_at is not None:
         pump.at(failure_at, lambda: pump.add_stall("motor_failure"))
 

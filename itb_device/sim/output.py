@@ -31,8 +31,9 @@ def damage(data: bytes, spec: dict[str, Any], where: str = "[corrupt]") -> bytes
     return bytes(buf)
 
 
-def write_outputs(result: ScenarioResult, log_path: str | Path,
-                  truth_path: str | Path | None = None) -> dict[str, Any]:
+def write_outputs(
+    result: ScenarioResult, log_path: str | Path, truth_path: str | Path | None = None
+) -> dict[str, Any]:
     """Write the log (and truth); returns the truth document."""
     data = encode_log(result.image)
     spec = result.scenario.data.get("corrupt")
@@ -40,8 +41,9 @@ def write_outputs(result: ScenarioResult, log_path: str | Path,
     if spec:
         data = damage(data, spec)
         if "history_gap" not in {f["kind"] for f in truth["expected_findings"]}:
-            truth["expected_findings"].append({"kind": "history_gap", "start_utc": None,
-                                               "end_utc": None})
+            truth["expected_findings"].append(
+                {"kind": "history_gap", "start_utc": None, "end_utc": None}
+            )
     atomic_write_bytes(log_path, [data])
     if truth_path is not None:
         text = json.dumps(truth, indent=1, sort_keys=False) + "\n"

@@ -84,23 +84,38 @@ class Truth:
 class SimulatedPump:
     """The pump's state and physics.  Times are true UTC seconds since 2000-01-01."""
 
-    def __init__(self, config: PumpConfig, start: int, seed: int = 0,
-                 reservoir_ml: float = 0.0, concentration_mcg_ml: float = 2000.0,
-                 rules: dict | None = None) -> None:
+    def __init__(
+        self,
+        config: PumpConfig,
+        start: int,
+        seed: int = 0,
+        reservoir_ml: float = 0.0,
+        concentration_mcg_ml: float = 2000.0,
+        rules: dict | None = None,
+    ) -> None:
         self.cfg = config
         self.rules = rules or load_rules()
         pump_rules = self.rules["pump"]
         self.rng = random.Random(seed)
         self.now = start
-        self.accuracy = (config.accuracy_factor if config.accuracy_factor is not None
-                         else min(1.08, max(0.92, self.rng.gauss(0.995, 0.03))))
-        drift = (config.clock_drift_ppm if config.clock_drift_ppm is not None
-                 else self.rng.uniform(-20.0, 20.0))
+        self.accuracy = (
+            config.accuracy_factor
+            if config.accuracy_factor is not None
+            else min(1.08, max(0.92, self.rng.gauss(0.995, 0.03)))
+        )
+        drift = (
+            config.clock_drift_ppm
+            if config.clock_drift_ppm is not None
+            else self.rng.uniform(-20.0, 20.0)
+        )
         self._drift = drift * 1e-6
         self._clock_utc0 = start
         self._clock_pump0 = start + config.clock_offset_s
-        self.low_alarm_ml = (config.low_reservoir_alarm_ml if config.low_reservoir_alarm_ml
-                             is not None else pump_rules["low_reservoir_alarm_ml_default"])
+        self.low_alarm_ml = (
+            config.low_reservoir_alarm_ml
+            if config.low_reservoir_alarm_ml is not None
+            else pump_rules["low_reservoir_alarm_ml_default"]
+        )
         self.empty_ml = pump_rules["empty_reservoir_ml"]
         self.min_rate = pump_rules["min_rate_ml_day"]
         self.max_rate = pump_rules["max_rate_ml_day"]
@@ -264,11 +279,17 @@ class SimulatedPump:
 
     def _write_history(self) -> None:
         t = self._next_history
-        self.log(R.DELIVERY, {
-            "interval_s": self.cfg.history_interval_s, "commanded_ml": self._h_cmd,
-            "rotor_ml": self._h_rotor, "stalled_s": self._h_stalled,
-            "reservoir_ml": self.reservoir_est, "mode": "stopped" if self.eos else self.rx.mode,
-        })
+        self.log(
+            R.DELIVERY,
+            {
+                "interval_s": self.cfg.history_interval_s,
+                "commanded_ml": self._h_cmd,
+                "rotor_ml": self._h_rotor,
+                "stalled_s": self._h_stalled,
+                "reservoir_ml": self.reservoir_est,
+                "mode": "stopped" if self.eos else self.rx.mode,
+            },
+        )
         self._h_cmd = self._h_rotor = 0.0
         self._h_stalled = 0
         self._next_history = t + self.cfg.history_interval_s
@@ -280,8 +301,12 @@ class SimulatedPump:
             self._raise("low_reservoir", est_nl)
         if self.reservoir_est <= self.empty_ml and "empty_reservoir" not in self.alarms:
             self._raise("empty_reservoir", est_nl)
-        if self.reservoir_true <= 1e-9 and self.rx.mode != "stopped" and not any(
-            e["kind"] == "reservoir_empty_true" and e["end"] is None for e in self.truth.events
+        if (
+            self.reservoir_true <= 1e-9
+            and self.rx.mode != "stopped"
+            and not any(
+                e["kind"] == "reservoir_empty_true" and e["end"] is None for e in self.truth.events
+            )
         ):
             self.truth.add_event("reservoir_empty_true", self.now, None)
 
@@ -301,7 +326,9 @@ class SimulatedPump:
             self.stall_started = self.now
             self.log(R.MOTOR_STALL)
             self._raise("motor_stall")
-            self.stall_true_event = self.truth.add_event("motor_stall", self.now, None, cause=reason)
+            self.stall_true_event = self.truth.add_event(
+                "motor_stall", self.now, None, cause=reason
+            )
         self.stall_reasons.add(reason)
 
     def remove_stall(self, reason: str) -> None:
@@ -361,12 +388,19 @@ class SimulatedPump:
         if not self.in_telemetry:
             raise PumpRefused(f"{what} needs a telemetry session")
 
-    def program(self, rx: Prescription, *, override: bool = False,
-                intended_daily_dose_mcg: float | None = None) -> None:
+    def program(
+        self,
+        rx: Prescription,
+        *,
+        override: bool = False,
+        intended_daily_dose_mcg: float | None = None,
+    ) -> None:
         """Accept a new prescription, or refuse what the pump cannot do."""
         self._need_telemetry("programming")
         if rx.mode not in MODES:
-            raise PumpRefused(f"unknown infusion mode {rx.mode!r}; the pump knows {', '.join(MODES)}")
+            raise PumpRefused(
+                f"unknown infusion mode {rx.mode!r}; the pump knows {', '.join(MODES)}"
+            )
         if rx.concentration_mcg_ml <= 0:
             raise PumpRefused("drug concentration must be positive")
         if rx.mode == "flex":
@@ -382,41 +416,66 @@ class SimulatedPump:
             rates = []
         for r in rates:
             if not self.min_rate <= r <= self.max_rate:
-                raise PumpRefused(f"rate {r:.4f} mL/day is outside the pump's range "
-                                  f"{self.min_rate}-{self.max_rate} mL/day")
+                raise PumpRefused(
+                    f"rate {r:.4f} mL/day is outside the pump's range "
+                    f"{self.min_rate}-{self.max_rate} mL/day"
+                )
         self.rx = rx
         self._profile = self._make_profile(rx)
         total = rx.total_daily_dose_mcg(self.minimum_rate_mode)
-        self.intended_scale = (intended_daily_dose_mcg / total
-                               if intended_daily_dose_mcg is not None and total > 0 else 1.0)
+        self.intended_scale = (
+            intended_daily_dose_mcg / total
+            if intended_daily_dose_mcg is not None and total > 0
+            else 1.0
+        )
         if rx.mode == "flex":
             steps = rx.status_flex_steps()
             for i, st in enumerate(steps):
-                self.log(R.PRESCRIPTION, {
-                    "mode": rx.mode, "step": i, "step_count": len(steps), "override": int(override),
-                    "daily_dose_mcg_day": st.daily_dose_mcg_day, "rate_ml_day": st.rate_ml_day,
-                    "concentration_mcg_ml": rx.concentration_mcg_ml, "step_start_min": st.start_min,
-                })
+                self.log(
+                    R.PRESCRIPTION,
+                    {
+                        "mode": rx.mode,
+                        "step": i,
+                        "step_count": len(steps),
+                        "override": int(override),
+                        "daily_dose_mcg_day": st.daily_dose_mcg_day,
+                        "rate_ml_day": st.rate_ml_day,
+                        "concentration_mcg_ml": rx.concentration_mcg_ml,
+                        "step_start_min": st.start_min,
+                    },
+                )
         else:
-            self.log(R.PRESCRIPTION, {
-                "mode": rx.mode, "step": 255, "step_count": 0, "override": int(override),
-                "daily_dose_mcg_day": total, "rate_ml_day": rx.rate_ml_day(self.minimum_rate_mode),
-                "concentration_mcg_ml": rx.concentration_mcg_ml, "step_start_min": 0,
-            })
+            self.log(
+                R.PRESCRIPTION,
+                {
+                    "mode": rx.mode,
+                    "step": 255,
+                    "step_count": 0,
+                    "override": int(override),
+                    "daily_dose_mcg_day": total,
+                    "rate_ml_day": rx.rate_ml_day(self.minimum_rate_mode),
+                    "concentration_mcg_ml": rx.concentration_mcg_ml,
+                    "step_start_min": 0,
+                },
+            )
 
-    def refill(self, volume_ml: float, concentration_mcg_ml: float, *,
-               pocket_fill: bool = False) -> tuple[float, float]:
+    def refill(
+        self, volume_ml: float, concentration_mcg_ml: float, *, pocket_fill: bool = False
+    ) -> tuple[float, float]:
         """Withdraw and measure the residual, inject new drug.  Returns (expected, measured)."""
         self._need_telemetry("a refill")
         if not 0 < volume_ml <= self.cfg.model_ml:
-            raise PumpRefused(f"refill volume {volume_ml} mL does not fit a {self.cfg.model_ml} mL "
-                              "reservoir")
+            raise PumpRefused(
+                f"refill volume {volume_ml} mL does not fit a {self.cfg.model_ml} mL reservoir"
+            )
         expected = self.reservoir_est
         measured = round(max(0.0, self.reservoir_true + self.rng.gauss(0.0, 0.05)), 1)
         self.reservoir_true = 0.0
         if pocket_fill:
             self.truth.pocket_mcg += volume_ml * concentration_mcg_ml
-            self.truth.add_event("pocket_fill", self.now, None, mcg=volume_ml * concentration_mcg_ml)
+            self.truth.add_event(
+                "pocket_fill", self.now, None, mcg=volume_ml * concentration_mcg_ml
+            )
         else:
             self.reservoir_true = volume_ml
         for ev in self.truth.events:
@@ -425,11 +484,16 @@ class SimulatedPump:
         self.reservoir_est = volume_ml
         self.drug_conc = concentration_mcg_ml
         self.last_refill_clock = self.pump_clock()
-        self.log(R.REFILL, {
-            "volume_added_ml": volume_ml, "expected_residual_ml": expected,
-            "measured_residual_ml": measured, "concentration_mcg_ml": concentration_mcg_ml,
-            "reservoir_ml": volume_ml,
-        })
+        self.log(
+            R.REFILL,
+            {
+                "volume_added_ml": volume_ml,
+                "expected_residual_ml": expected,
+                "measured_residual_ml": measured,
+                "concentration_mcg_ml": concentration_mcg_ml,
+                "reservoir_ml": volume_ml,
+            },
+        )
         self._clear("low_reservoir")
         self._clear("empty_reservoir")
         return expected, measured
@@ -442,23 +506,47 @@ class SimulatedPump:
             raise PumpRefused("the pump is stopped")
         volume = dose_mcg / self.rx.concentration_mcg_ml
         if volume > self.reservoir_est:
-            raise PumpRefused(f"bolus volume {volume:.3f} mL exceeds the reservoir "
-                              f"({self.reservoir_est:.2f} mL)")
+            raise PumpRefused(
+                f"bolus volume {volume:.3f} mL exceeds the reservoir ({self.reservoir_est:.2f} mL)"
+            )
         if duration_s <= 0:
             raise PumpRefused("bolus duration must be positive")
         self._bolus_id = (self._bolus_id + 1) % 65536
-        self.bolus = {"id": self._bolus_id, "kind": kind, "dose": dose_mcg, "volume": volume,
-                      "remaining": volume, "rate": volume / duration_s, "end": self.now + duration_s}
-        self.log(R.BOLUS_START, {"kind": kind, "bolus_id": self._bolus_id, "dose_mcg": dose_mcg,
-                                 "volume_ml": volume, "duration_s": duration_s})
+        self.bolus = {
+            "id": self._bolus_id,
+            "kind": kind,
+            "dose": dose_mcg,
+            "volume": volume,
+            "remaining": volume,
+            "rate": volume / duration_s,
+            "end": self.now + duration_s,
+        }
+        self.log(
+            R.BOLUS_START,
+            {
+                "kind": kind,
+                "bolus_id": self._bolus_id,
+                "dose_mcg": dose_mcg,
+                "volume_ml": volume,
+                "duration_s": duration_s,
+            },
+        )
         return self._bolus_id
 
     def _end_bolus(self, completed: bool) -> None:
         b = self.bolus
         assert b is not None
         done = b["volume"] - b["remaining"]
-        self.log(R.BOLUS_END, {"kind": b["kind"], "completed": int(completed), "bolus_id": b["id"],
-                               "dose_mcg": done * self.rx.concentration_mcg_ml, "volume_ml": done})
+        self.log(
+            R.BOLUS_END,
+            {
+                "kind": b["kind"],
+                "completed": int(completed),
+                "bolus_id": b["id"],
+                "dose_mcg": done * self.rx.concentration_mcg_ml,
+                "volume_ml": done,
+            },
+        )
         self.bolus = None
 
     def ptm_request(self) -> bool:
@@ -479,8 +567,15 @@ class SimulatedPump:
         if granted:
             self._ptm_count += 1
             self._ptm_last = self.now
-        self.log(R.PTM_REQUEST, {"granted": int(granted), "reason": reason,
-                                 "count_today": self._ptm_count, "dose_mcg": self.ptm.dose_mcg})
+        self.log(
+            R.PTM_REQUEST,
+            {
+                "granted": int(granted),
+                "reason": reason,
+                "count_today": self._ptm_count,
+                "dose_mcg": self.ptm.dose_mcg,
+            },
+        )
         if granted:
             self.start_bolus("patient", self.ptm.dose_mcg, 600)
         return granted
@@ -505,26 +600,36 @@ class SimulatedPump:
         """The status snapshot as the pump reports it."""
         rx = self.rx
         return Status(
-            reservoir_ml=round(self.reservoir_est, 6), low_reservoir_alarm_ml=self.low_alarm_ml,
-            drug_name=self.cfg.drug_name, concentration_mcg_ml=rx.concentration_mcg_ml,
+            reservoir_ml=round(self.reservoir_est, 6),
+            low_reservoir_alarm_ml=self.low_alarm_ml,
+            drug_name=self.cfg.drug_name,
+            concentration_mcg_ml=rx.concentration_mcg_ml,
             mode="stopped" if self.eos else rx.mode,
             daily_dose_mcg_day=round(rx.total_daily_dose_mcg(self.minimum_rate_mode), 3),
             rate_ml_day=round(rx.rate_ml_day(self.minimum_rate_mode), 6),
             flex_steps=rx.status_flex_steps() if rx.mode == "flex" else (),
-            ptm_enabled=self.ptm.enabled, ptm_dose_mcg=self.ptm.dose_mcg,
-            ptm_lockout_min=self.ptm.lockout_min, ptm_max_per_day=self.ptm.max_per_day,
+            ptm_enabled=self.ptm.enabled,
+            ptm_dose_mcg=self.ptm.dose_mcg,
+            ptm_lockout_min=self.ptm.lockout_min,
+            ptm_max_per_day=self.ptm.max_per_day,
             active_alarms=tuple(sorted(self.alarms)),
             battery_state="eos" if self.eos else "eri" if self.eri else "ok",
             motor_state="stalled" if self.stall_reasons else "running",
-            last_refill_clock=self.last_refill_clock, eri_clock=self.eri_clock,
+            last_refill_clock=self.last_refill_clock,
+            eri_clock=self.eri_clock,
         )
 
     def log_image(self) -> LogImage:
         """Header, status and the log memory, as an interrogation reads them now."""
         header = Header(
-            model_ml=self.cfg.model_ml, serial=self.cfg.serial, firmware=self.cfg.firmware,
-            implant_date=self.cfg.implant_date, pump_clock=max(self.pump_clock(), 0),
-            programmer_clock=self.now, programmer_id="ITB-SIM", page_size=self.cfg.page_size,
+            model_ml=self.cfg.model_ml,
+            serial=self.cfg.serial,
+            firmware=self.cfg.firmware,
+            implant_date=self.cfg.implant_date,
+            pump_clock=max(self.pump_clock(), 0),
+            programmer_clock=self.now,
+            programmer_id="ITB-SIM",
+            page_size=self.cfg.page_size,
             ring_slots=self.cfg.ring_slots,
         )
         return LogImage(header, self.status(), self.memory.pages())

@@ -27,8 +27,18 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|min|s)")
 _UNIT_S = {"d": 86400, "h": 3600, "min": 60, "s": 1}
 
 PROGRAMMER_ACTIONS = {"program", "refill", "bolus", "set_clock", "interrogate"}
-EVENT_ACTIONS = {"visit", "ptm", "mri", "diathermy", "intermittent_stalls", "over_infusion",
-                 "kink", "leak", "clock_reset", *PROGRAMMER_ACTIONS}
+EVENT_ACTIONS = {
+    "visit",
+    "ptm",
+    "mri",
+    "diathermy",
+    "intermittent_stalls",
+    "over_infusion",
+    "kink",
+    "leak",
+    "clock_reset",
+    *PROGRAMMER_ACTIONS,
+}
 
 
 class ScenarioError(ValueError):
@@ -75,7 +85,9 @@ def parse_time(value: Any, start: int, where: str) -> int:
             return parse_time(dt.datetime.fromisoformat(value.replace("Z", "+00:00")), start, where)
         except ValueError:
             pass
-    raise ScenarioError(f"{where}: cannot read time {value!r} (ISO 8601 with offset, or +3d, +2h30min)")
+    raise ScenarioError(
+        f"{where}: cannot read time {value!r} (ISO 8601 with offset, or +3d, +2h30min)"
+    )
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -102,13 +114,22 @@ def scenario_from_dict(data: dict[str, Any], path: Path | None = None) -> Scenar
         w = f"{where}: timeline[{i}]"
         action = item.get("action")
         if action not in EVENT_ACTIONS:
-            raise ScenarioError(f"{w}: unknown action {action!r} (one of {', '.join(sorted(EVENT_ACTIONS))})")
+            raise ScenarioError(
+                f"{w}: unknown action {action!r} (one of {', '.join(sorted(EVENT_ACTIONS))})"
+            )
         if "at" not in item:
             raise ScenarioError(f"{w}: missing 'at'")
         timeline.append({**item, "_t": parse_time(item["at"], start, w), "_where": w})
     timeline.sort(key=lambda it: it["_t"])
-    return Scenario(path, data["name"], data.get("description", ""), int(data.get("seed", 0)),
-                    start, data, timeline)
+    return Scenario(
+        path,
+        data["name"],
+        data.get("description", ""),
+        int(data.get("seed", 0)),
+        start,
+        data,
+        timeline,
+    )
 
 
 def _pump_config(sc: Scenario) -> PumpConfig:
@@ -116,31 +137,44 @@ def _pump_config(sc: Scenario) -> PumpConfig:
     ptm = p.get("ptm", {})
     eri = p.get("battery_eri")
     return PumpConfig(
-        model_ml=int(p.get("model", 20)), serial=str(p.get("serial", "NGP000001")),
+        model_ml=int(p.get("model", 20)),
+        serial=str(p.get("serial", "NGP000001")),
         firmware=str(p.get("firmware", "SIM-1.0")),
         implant_date=dt.date.fromisoformat(str(p.get("implant_date", "2024-01-01"))),
         drug_name=str(sc.data.get("drug", {}).get("name", "baclofen")),
         history_interval_s=int(p.get("history_interval_s", 3600)),
-        page_size=int(p.get("page_size", 1024)), ring_slots=int(p.get("ring_slots", 512)),
-        accuracy_factor=p.get("accuracy_factor"), clock_offset_s=float(p.get("clock_offset_s", 0)),
+        page_size=int(p.get("page_size", 1024)),
+        ring_slots=int(p.get("ring_slots", 512)),
+        accuracy_factor=p.get("accuracy_factor"),
+        clock_offset_s=float(p.get("clock_offset_s", 0)),
         clock_drift_ppm=p.get("clock_drift_ppm"),
         low_reservoir_alarm_ml=p.get("low_reservoir_alarm_ml"),
         battery_eri_utc=parse_time(eri, sc.start, "pump.battery_eri") if eri is not None else None,
-        ptm=PtmSettings(bool(ptm.get("enabled", False)), float(ptm.get("dose_mcg", 0)),
-                        int(ptm.get("lockout_min", 0)), int(ptm.get("max_per_day", 0))),
+        ptm=PtmSettings(
+            bool(ptm.get("enabled", False)),
+            float(ptm.get("dose_mcg", 0)),
+            int(ptm.get("lockout_min", 0)),
+            int(ptm.get("max_per_day", 0)),
+        ),
     )
 
 
 def _prescription(item: dict[str, Any], conc_default: float) -> Prescription:
-    steps = tuple(FlexDose(int(s["start_min"]), float(s["daily_dose_mcg"]))
-                  for s in item.get("flex_steps", []))
-    return Prescription(mode=item.get("mode", "flex" if steps else "simple_continuous"),
-                        daily_dose_mcg=float(item.get("daily_dose_mcg", 0.0)),
-                        concentration_mcg_ml=float(item.get("concentration_mcg_ml", conc_default)),
-                        flex_steps=steps)
+    steps = tuple(
+        FlexDose(int(s["start_min"]), float(s["daily_dose_mcg"]))
+        for s in item.get("flex_steps", [])
+    )
+    return Prescription(
+        mode=item.get("mode", "flex" if steps else "simple_continuous"),
+        daily_dose_mcg=float(item.get("daily_dose_mcg", 0.0)),
+        concentration_mcg_ml=float(item.get("concentration_mcg_ml", conc_default)),
+        flex_steps=steps,
+    )
 
 
-def run_scenario(sc: Scenario, seed: int | None = None, final_session: bool = True) -> ScenarioResult:
+def run_scenario(
+    sc: Scenario, seed: int | None = None, final_session: bool = True
+) -> ScenarioResult:
     """Run ``sc`` to its last interrogation.
 
     With ``final_session=False`` the run stops just before the last interrogation (so a
@@ -152,9 +186,13 @@ def run_scenario(sc: Scenario, seed: int | None = None, final_session: bool = Tr
     drug = sc.data.get("drug", {})
     conc = float(drug.get("concentration_mcg_ml", 2000.0))
     cfg = _pump_config(sc)
-    pump = SimulatedPump(cfg, sc.start, seed=seed,
-                         reservoir_ml=float(drug.get("reservoir_ml", cfg.model_ml)),
-                         concentration_mcg_ml=conc)
+    pump = SimulatedPump(
+        cfg,
+        sc.start,
+        seed=seed,
+        reservoir_ml=float(drug.get("reservoir_ml", cfg.model_ml)),
+        concentration_mcg_ml=conc,
+    )
     interrogations = [it for it in sc.timeline if it["action"] == "interrogate"]
     if not interrogations:
         raise ScenarioError(f"{sc.path or sc.name}: the timeline needs at least one 'interrogate'")
@@ -181,10 +219,14 @@ def run_scenario(sc: Scenario, seed: int | None = None, final_session: bool = Tr
         steps = item.get("steps", []) if item["action"] == "visit" else [item]
         prog = SimProgrammer(pump, rules=pump.rules)
         try:
-            if item.get("set_clock", item["action"] == "interrogate" and abs(
-                    pump.pump_clock() - pump.now) > sc.data.get("clock_set_threshold_s", 60)):
-                prog.set_clock(dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-                               + dt.timedelta(seconds=pump.now))
+            if item.get(
+                "set_clock",
+                item["action"] == "interrogate"
+                and abs(pump.pump_clock() - pump.now) > sc.data.get("clock_set_threshold_s", 60),
+            ):
+                prog.set_clock(
+                    dt.datetime(2000, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=pump.now)
+                )
             for step in steps:
                 _programmer_step(prog, pump, step, conc, item["_where"], programming)
             if item is final:
@@ -196,25 +238,47 @@ def run_scenario(sc: Scenario, seed: int | None = None, final_session: bool = Tr
     return ScenarioResult(sc, seed, pump, image, final["_t"], procedures, programming)
 
 
-def _programmer_step(prog: Any, pump: SimulatedPump, step: dict[str, Any], conc: float,
-                     where: str, programming: list[dict[str, Any]]) -> None:
+def _programmer_step(
+    prog: Any,
+    pump: SimulatedPump,
+    step: dict[str, Any],
+    conc: float,
+    where: str,
+    programming: list[dict[str, Any]],
+) -> None:
     action = step.get("action")
     try:
         if action == "program":
             rx = _prescription(step, pump.drug_conc)
             override = bool(step.get("override", False))
             problems = prog.check_prescription(rx)
-            prog.program(rx, override=override, reason=step.get("reason", "scenario"),
-                         intended_daily_dose_mcg=step.get("intended_daily_dose_mcg"))
-            programming.append({"t": pump.now, "problems": problems, "override": override,
-                                "concentration_mismatch": abs(rx.concentration_mcg_ml - pump.drug_conc) > 1e-6
-                                and rx.mode != "stopped"})
+            prog.program(
+                rx,
+                override=override,
+                reason=step.get("reason", "scenario"),
+                intended_daily_dose_mcg=step.get("intended_daily_dose_mcg"),
+            )
+            programming.append(
+                {
+                    "t": pump.now,
+                    "problems": problems,
+                    "override": override,
+                    "concentration_mismatch": abs(rx.concentration_mcg_ml - pump.drug_conc) > 1e-6
+                    and rx.mode != "stopped",
+                }
+            )
         elif action == "refill":
-            prog.refill(float(step["volume_ml"]), float(step.get("concentration_mcg_ml", conc)),
-                        pocket_fill=bool(step.get("pocket_fill", False)))
+            prog.refill(
+                float(step["volume_ml"]),
+                float(step.get("concentration_mcg_ml", conc)),
+                pocket_fill=bool(step.get("pocket_fill", False)),
+            )
         elif action == "bolus":
-            prog.bolus(float(step["dose_mcg"]), kind=step.get("kind", "clinician"),
-                       duration_min=float(step.get("duration_min", 1.0)))
+            prog.bolus(
+                float(step["dose_mcg"]),
+                kind=step.get("kind", "clinician"),
+                duration_min=float(step.get("duration_min", 1.0)),
+            )
         elif action == "set_clock":
             prog.set_clock()
         elif action == "interrogate":
@@ -231,24 +295,37 @@ def _schedule_exposure(pump: SimulatedPump, item: dict[str, Any], procedures: li
         if a == "mri":
             dur = int(float(item.get("duration_min", 45)) * 60)
             delay = item.get("recovery_delay_min")
-            exposures.mri(pump, t, dur, item.get("recovery", "minutes"),
-                          None if delay is None else int(float(delay) * 60),
-                          bool(item.get("late_log", False)))
+            exposures.mri(
+                pump,
+                t,
+                dur,
+                item.get("recovery", "minutes"),
+                None if delay is None else int(float(delay) * 60),
+                bool(item.get("late_log", False)),
+            )
             procedures.append({"kind": "mri", "start": t, "end": t + dur})
         elif a == "diathermy":
             dur = int(float(item.get("duration_min", 60)) * 60)
             exposures.diathermy(pump, t, dur, float(item.get("factor", 1.6)))
             procedures.append({"kind": "diathermy", "start": t, "end": t + dur})
         elif a == "intermittent_stalls":
-            wins = [(t + int(float(s.get("after_h", 0)) * 3600), int(float(s["duration_min"]) * 60))
-                    for s in item.get("stalls", [])]
+            wins = [
+                (t + int(float(s.get("after_h", 0)) * 3600), int(float(s["duration_min"]) * 60))
+                for s in item.get("stalls", [])
+            ]
             fail = item.get("failure_after_h")
-            exposures.intermittent_stalls(pump, wins, None if fail is None else t + int(float(fail) * 3600))
+            exposures.intermittent_stalls(
+                pump, wins, None if fail is None else t + int(float(fail) * 3600)
+            )
         elif a == "over_infusion":
             exposures.over_infusion(pump, t, float(item.get("factor", 1.25)))
         elif a == "kink":
-            exposures.catheter_kink(pump, t, t + int(float(item["duration_h"]) * 3600),
-                                    int(float(item.get("surge_min", 30)) * 60))
+            exposures.catheter_kink(
+                pump,
+                t,
+                t + int(float(item["duration_h"]) * 3600),
+                int(float(item.get("surge_min", 30)) * 60),
+            )
         elif a == "leak":
             exposures.catheter_leak(pump, t, float(item.get("fraction", 1.0)))
         elif a == "clock_reset":

@@ -59,7 +59,7 @@ def build_truth(result: ScenarioResult, rules: dict[str, Any]) -> dict[str, Any]
     """The truth document written beside a sample log (schema in docs/scenarios.md)."""
     sc, pump = result.scenario, result.pump
     end = result.interrogated_at
-    hours, csf, intended = hourly_delivery(result)
+    _hours, csf, intended = hourly_delivery(result)
     diff = csf - intended
     missed = float(np.clip(-diff, 0, None).sum())
     excess = float(np.clip(diff, 0, None).sum())
@@ -91,8 +91,10 @@ def build_truth(result: ScenarioResult, rules: dict[str, Any]) -> dict[str, Any]
             expect("battery_eos", s, None)
             expect("pump_stopped", s, None)
     _refill_findings(result, rules, expect)
-    if any(r["problems"] and r["override"] and not r["concentration_mismatch"]
-           for r in result.programming):
+    if any(
+        r["problems"] and r["override"] and not r["concentration_mismatch"]
+        for r in result.programming
+    ):
         for r in result.programming:
             if r["problems"] and r["override"] and not r["concentration_mismatch"]:
                 expect("titration_violation", r["t"], None)
@@ -112,16 +114,26 @@ def build_truth(result: ScenarioResult, rules: dict[str, Any]) -> dict[str, Any]
         "seed": result.seed,
         "description": sc.description,
         "interrogated_at_utc": _iso(end),
-        "procedures": [{"kind": p["kind"], "start_utc": _iso(p["start"]), "end_utc": _iso(p["end"])}
-                       for p in result.procedures],
+        "procedures": [
+            {"kind": p["kind"], "start_utc": _iso(p["start"]), "end_utc": _iso(p["end"])}
+            for p in result.procedures
+        ],
         "weight_kg": sc.data.get("patient", {}).get("weight_kg"),
         "age_years": sc.data.get("patient", {}).get("age_years"),
         "expected_findings": findings,
-        "expected_risk": {"withdrawal": risk.get("withdrawal", "none"),
-                          "overdose": risk.get("overdose", "none")},
-        "true_events": [{**{k: v for k, v in ev.items() if k not in ("start", "end")},
-                         "start_utc": _iso(ev["start"]), "end_utc": _iso(ev["end"])}
-                        for ev in events if ev["start"] is None or ev["start"] <= end],
+        "expected_risk": {
+            "withdrawal": risk.get("withdrawal", "none"),
+            "overdose": risk.get("overdose", "none"),
+        },
+        "true_events": [
+            {
+                **{k: v for k, v in ev.items() if k not in ("start", "end")},
+                "start_utc": _iso(ev["start"]),
+                "end_utc": _iso(ev["end"]),
+            }
+            for ev in events
+            if ev["start"] is None or ev["start"] <= end
+        ],
         "missed_mcg": round(missed, 3),
         "excess_mcg": round(excess, 3),
         "pocket_mcg": round(pump.truth.pocket_mcg, 3),
