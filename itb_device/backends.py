@@ -19,6 +19,12 @@ from .programmer import PumpProgrammer
 BACKENDS: dict[str, tuple[str, str]] = {
     "sim": ("itb_device.sim_backend", "SimProgrammer"),
     "file": ("itb_device.file_backend", "FileProgrammer"),
+    # pyserial URL handlers, and plain device paths (no scheme)
+    "socket": ("itb_device.serial_backend", "SerialProgrammer"),
+    "spy": ("itb_device.serial_backend", "SerialProgrammer"),
+    "loop": ("itb_device.serial_backend", "SerialProgrammer"),
+    "rfc2217": ("itb_device.serial_backend", "SerialProgrammer"),
+    "serial": ("itb_device.serial_backend", "SerialProgrammer"),
 }
 
 
@@ -41,6 +47,11 @@ def _lookup(scheme: str) -> type[PumpProgrammer]:
 def open_pump(url: str, **kwargs: Any) -> PumpProgrammer:
     """Open a programmer session on the pump named by ``url``."""
     scheme = urlsplit(url).scheme
-    if not scheme:
-        raise UnknownBackend(f"{url!r} is not a URL: use sim://..., file://PATH.itblog, ...")
+    if not scheme or len(scheme) == 1:  # a device path such as /dev/ttyUSB0 or COM3
+        if url.startswith(("/", "COM", "com")):
+            scheme = "serial"
+        else:
+            raise UnknownBackend(
+                f"{url!r} is not a URL: use sim://..., file://PATH.itblog, a serial device path, socket://HOST:PORT"
+            )
     return _lookup(scheme).from_url(url, **kwargs)

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "decode": "Decode an interrogation log (.itblog) into tables",
     "simulate": "Run a pump scenario and write its log and ground truth",
+    "pump-sim": "Serve a simulated pump (or a saved log) over a pseudo-terminal or TCP",
+    "interrogate": "Read a pump's status and whole log over a link and save it",
+    "replay-capture": "Reproduce an interrogation's decode offline from its byte capture",
 }
 
 EXIT_OK = 0
@@ -36,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"itb_device.commands.{name}")
+        module = importlib.import_module(f"itb_device.commands.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.register(p)
         p.set_defaults(_module=module)
@@ -47,27 +50,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``itb`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format=f"itb {args.command}: %(levelname)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.WARNING, format=f"itb {args.command}: %(levelname)s: %(message)s")
+    from itb_device.errors import DeviceError
     from parsers import LogFormatError
 
     try:
         return int(args._module.run(args) or 0)
-    except (
-        UserError,
-        LogFormatError,
-        FileNotFoundError,
-        IsADirectoryError,
-        PermissionError,
-    ) as exc:
+    except BrokenPipeError:  # output piped into head, say
+        return EXIT_OK
+    except (UserError, LogFormatError, DeviceError, OSError) as exc:
         print(f"itb {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"itb {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from parsers import LogImage, RecordCode, Status, write_log
+from parsers import LogImage, RecordCode, Status
 from parsers.clinical_rules import load_rules
 from parsers.model import datetime_to_clock
+from parsers.writer import atomic_write_bytes, encode_log
 
 from .errors import LinkError, ProgrammerRefused, ReadOnlyPump, TransientLinkError
 from .prescription import Prescription
@@ -65,9 +66,14 @@ class PumpProgrammer(ABC):
         """The whole interrogation log (header, status, pages); save it with ``save_log``."""
         return self._call("read log", self._read_log)
 
+    def read_log_bytes(self) -> bytes:
+        """The log as ``.itblog`` bytes (a link backend returns exactly what the pump sent)."""
+        return encode_log(self.read_log())
+
     def save_log(self, path: str | Path) -> Path:
         """Read the log and write it as an ``.itblog`` file (atomically)."""
-        return write_log(path, self.read_log())
+        atomic_write_bytes(path, [self.read_log_bytes()])
+        return Path(path)
 
     def program(
         self, rx: Prescription, *, override: bool = False, reason: str = "", **pump_options: Any
@@ -85,9 +91,7 @@ class PumpProgrammer(ABC):
                 reason or "no reason given",
                 "; ".join(problems),
             )
-        self._call(
-            "program", lambda: self._program(rx, bool(problems) and override, **pump_options)
-        )
+        self._call("program", lambda: self._program(rx, bool(problems) and override, **pump_options))
         log.info("programmed %s", rx)
 
     def check_prescription(self, rx: Prescription) -> list[str]:
@@ -105,8 +109,7 @@ class PumpProgrammer(ABC):
         old = status.daily_dose_mcg_day if status.mode != "stopped" else 0.0
         if new > t["max_daily_dose_mcg"]:
             problems.append(
-                f"{new:g} mcg/day exceeds the maximum of {t['max_daily_dose_mcg']} "
-                "mcg/day (guideline 4.1.5)"
+                f"{new:g} mcg/day exceeds the maximum of {t['max_daily_dose_mcg']} mcg/day (guideline 4.1.5)"
             )
         if old > 0 and new > old * (1 + t["max_step_fraction"]) + 1e-9:
             problems.append(
@@ -122,14 +125,10 @@ class PumpProgrammer(ABC):
             )
         return problems
 
-    def refill(
-        self, volume_ml: float, concentration_mcg_ml: float, **pump_options: Any
-    ) -> RefillResult:
+    def refill(self, volume_ml: float, concentration_mcg_ml: float, **pump_options: Any) -> RefillResult:
         """Empty the reservoir (measuring the residual) and fill it with new drug."""
         self._writable("a refill")
-        res = self._call(
-            "refill", lambda: self._refill(volume_ml, concentration_mcg_ml, **pump_options)
-        )
+        res = self._call("refill", lambda: self._refill(volume_ml, concentration_mcg_ml, **pump_options))
         log.info("refill: %s", res)
         return res
 
@@ -166,8 +165,7 @@ class PumpProgrammer(ABC):
             raise LinkError("the session is closed")
         if self.read_only:
             raise ReadOnlyPump(
-                f"{what} is refused: this backend replays a saved interrogation "
-                "and cannot change a pump"
+                f"{what} is refused: this backend replays a saved interrogation and cannot change a pump"
             )
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -177,9 +175,7 @@ class PumpProgrammer(ABC):
             try:
                 return fn()
             except TransientLinkError as exc:
-                log.warning(
-                    "%s: attempt %d of %d failed: %s", what, attempt + 1, self.retries + 1, exc
-                )
+                log.warning("%s: attempt %d of %d failed: %s", what, attempt + 1, self.retries + 1, exc)
                 last = exc
         raise LinkError(f"{what} failed after {self.retries + 1} attempts: {last}")
 

@@ -45,9 +45,7 @@ class SimProgrammer(PumpProgrammer):
         if model not in (20, 40):
             raise ValueError("model must be 20 or 40 (mL)")
         start = (
-            dt.datetime.fromisoformat(q["start"])
-            if "start" in q
-            else dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+            dt.datetime.fromisoformat(q["start"]) if "start" in q else dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         )
         conc = float(q.get("concentration", 2000))
         pump = SimulatedPump(

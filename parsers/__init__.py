@@ -5,7 +5,7 @@
 
 from .errors import LogFormatError
 from .model import FlexStep, Header, LogImage, Page, Problem, Record, Status
-from .reader import InterrogationLog, read_log
+from .reader import InterrogationLog, read_log, read_log_bytes
 from .records import Alarm, BolusKind, Mode, RecordCode
 from .writer import pack_ring, write_log
 
@@ -25,5 +25,6 @@ __all__ = [
     "Status",
     "pack_ring",
     "read_log",
+    "read_log_bytes",
     "write_log",
 ]

@@ -136,6 +136,15 @@ def read_log(
                 mm.close()
 
 
+def read_log_bytes(
+    data: bytes, name: str = "<memory>", *, strict: bool = False, decoder: Decoder = "fast"
+) -> InterrogationLog:
+    """Read a log held in memory (e.g. received over a link); ``name`` labels its messages."""
+    if len(data) == 0:
+        raise LogFormatError(name, 0, "no data: not an ITB interrogation log")
+    return _read(Path(name), memoryview(data), len(data), strict, decoder)
+
+
 def _read(
     path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder
 ) -> InterrogationLog:

@@ -43,9 +43,7 @@ def register(p: argparse.ArgumentParser) -> None:
         default=None,
         help="output format (default: table on a terminal, else csv; json for --status)",
     )
-    p.add_argument(
-        "-o", "--output", type=Path, help="write to this file (atomically) instead of stdout"
-    )
+    p.add_argument("-o", "--output", type=Path, help="write to this file (atomically) instead of stdout")
     p.add_argument("--strict", action="store_true", help="fail on any damage instead of recovering")
     p.set_defaults(what=None)
 

@@ -41,9 +41,7 @@ def write_outputs(
     if spec:
         data = damage(data, spec)
         if "history_gap" not in {f["kind"] for f in truth["expected_findings"]}:
-            truth["expected_findings"].append(
-                {"kind": "history_gap", "start_utc": None, "end_utc": None}
-            )
+            truth["expected_findings"].append({"kind": "history_gap", "start_utc": None, "end_utc": None})
     atomic_write_bytes(log_path, [data])
     if truth_path is not None:
         text = json.dumps(truth, indent=1, sort_keys=False) + "\n"

@@ -104,9 +104,7 @@ class SimulatedPump:
             else min(1.08, max(0.92, self.rng.gauss(0.995, 0.03)))
         )
         drift = (
-            config.clock_drift_ppm
-            if config.clock_drift_ppm is not None
-            else self.rng.uniform(-20.0, 20.0)
+            config.clock_drift_ppm if config.clock_drift_ppm is not None else self.rng.uniform(-20.0, 20.0)
         )
         self._drift = drift * 1e-6
         self._clock_utc0 = start
@@ -304,9 +302,7 @@ class SimulatedPump:
         if (
             self.reservoir_true <= 1e-9
             and self.rx.mode != "stopped"
-            and not any(
-                e["kind"] == "reservoir_empty_true" and e["end"] is None for e in self.truth.events
-            )
+            and not any(e["kind"] == "reservoir_empty_true" and e["end"] is None for e in self.truth.events)
         ):
             self.truth.add_event("reservoir_empty_true", self.now, None)
 
@@ -326,9 +322,7 @@ class SimulatedPump:
             self.stall_started = self.now
             self.log(R.MOTOR_STALL)
             self._raise("motor_stall")
-            self.stall_true_event = self.truth.add_event(
-                "motor_stall", self.now, None, cause=reason
-            )
+            self.stall_true_event = self.truth.add_event("motor_stall", self.now, None, cause=reason)
         self.stall_reasons.add(reason)
 
     def remove_stall(self, reason: str) -> None:
@@ -398,9 +392,7 @@ class SimulatedPump:
         """Accept a new prescription, or refuse what the pump cannot do."""
         self._need_telemetry("programming")
         if rx.mode not in MODES:
-            raise PumpRefused(
-                f"unknown infusion mode {rx.mode!r}; the pump knows {', '.join(MODES)}"
-            )
+            raise PumpRefused(f"unknown infusion mode {rx.mode!r}; the pump knows {', '.join(MODES)}")
         if rx.concentration_mcg_ml <= 0:
             raise PumpRefused("drug concentration must be positive")
         if rx.mode == "flex":
@@ -417,16 +409,13 @@ class SimulatedPump:
         for r in rates:
             if not self.min_rate <= r <= self.max_rate:
                 raise PumpRefused(
-                    f"rate {r:.4f} mL/day is outside the pump's range "
-                    f"{self.min_rate}-{self.max_rate} mL/day"
+                    f"rate {r:.4f} mL/day is outside the pump's range {self.min_rate}-{self.max_rate} mL/day"
                 )
         self.rx = rx
         self._profile = self._make_profile(rx)
         total = rx.total_daily_dose_mcg(self.minimum_rate_mode)
         self.intended_scale = (
-            intended_daily_dose_mcg / total
-            if intended_daily_dose_mcg is not None and total > 0
-            else 1.0
+            intended_daily_dose_mcg / total if intended_daily_dose_mcg is not None and total > 0 else 1.0
         )
         if rx.mode == "flex":
             steps = rx.status_flex_steps()
@@ -465,17 +454,13 @@ class SimulatedPump:
         """Withdraw and measure the residual, inject new drug.  Returns (expected, measured)."""
         self._need_telemetry("a refill")
         if not 0 < volume_ml <= self.cfg.model_ml:
-            raise PumpRefused(
-                f"refill volume {volume_ml} mL does not fit a {self.cfg.model_ml} mL reservoir"
-            )
+            raise PumpRefused(f"refill volume {volume_ml} mL does not fit a {self.cfg.model_ml} mL reservoir")
         expected = self.reservoir_est
         measured = round(max(0.0, self.reservoir_true + self.rng.gauss(0.0, 0.05)), 1)
         self.reservoir_true = 0.0
         if pocket_fill:
             self.truth.pocket_mcg += volume_ml * concentration_mcg_ml
-            self.truth.add_event(
-                "pocket_fill", self.now, None, mcg=volume_ml * concentration_mcg_ml
-            )
+            self.truth.add_event("pocket_fill", self.now, None, mcg=volume_ml * concentration_mcg_ml)
         else:
             self.reservoir_true = volume_ml
         for ev in self.truth.events:

@@ -85,9 +85,7 @@ def parse_time(value: Any, start: int, where: str) -> int:
             return parse_time(dt.datetime.fromisoformat(value.replace("Z", "+00:00")), start, where)
         except ValueError:
             pass
-    raise ScenarioError(
-        f"{where}: cannot read time {value!r} (ISO 8601 with offset, or +3d, +2h30min)"
-    )
+    raise ScenarioError(f"{where}: cannot read time {value!r} (ISO 8601 with offset, or +3d, +2h30min)")
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -114,9 +112,7 @@ def scenario_from_dict(data: dict[str, Any], path: Path | None = None) -> Scenar
         w = f"{where}: timeline[{i}]"
         action = item.get("action")
         if action not in EVENT_ACTIONS:
-            raise ScenarioError(
-                f"{w}: unknown action {action!r} (one of {', '.join(sorted(EVENT_ACTIONS))})"
-            )
+            raise ScenarioError(f"{w}: unknown action {action!r} (one of {', '.join(sorted(EVENT_ACTIONS))})")
         if "at" not in item:
             raise ScenarioError(f"{w}: missing 'at'")
         timeline.append({**item, "_t": parse_time(item["at"], start, w), "_where": w})
@@ -161,8 +157,7 @@ def _pump_config(sc: Scenario) -> PumpConfig:
 
 def _prescription(item: dict[str, Any], conc_default: float) -> Prescription:
     steps = tuple(
-        FlexDose(int(s["start_min"]), float(s["daily_dose_mcg"]))
-        for s in item.get("flex_steps", [])
+        FlexDose(int(s["start_min"]), float(s["daily_dose_mcg"])) for s in item.get("flex_steps", [])
     )
     return Prescription(
         mode=item.get("mode", "flex" if steps else "simple_continuous"),
@@ -172,9 +167,7 @@ def _prescription(item: dict[str, Any], conc_default: float) -> Prescription:
     )
 
 
-def run_scenario(
-    sc: Scenario, seed: int | None = None, final_session: bool = True
-) -> ScenarioResult:
+def run_scenario(sc: Scenario, seed: int | None = None, final_session: bool = True) -> ScenarioResult:
     """Run ``sc`` to its last interrogation.
 
     With ``final_session=False`` the run stops just before the last interrogation (so a
@@ -224,9 +217,7 @@ def run_scenario(
                 item["action"] == "interrogate"
                 and abs(pump.pump_clock() - pump.now) > sc.data.get("clock_set_threshold_s", 60),
             ):
-                prog.set_clock(
-                    dt.datetime(2000, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=pump.now)
-                )
+                prog.set_clock(dt.datetime(2000, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=pump.now))
             for step in steps:
                 _programmer_step(prog, pump, step, conc, item["_where"], programming)
             if item is final:
@@ -314,9 +305,7 @@ def _schedule_exposure(pump: SimulatedPump, item: dict[str, Any], procedures: li
                 for s in item.get("stalls", [])
             ]
             fail = item.get("failure_after_h")
-            exposures.intermittent_stalls(
-                pump, wins, None if fail is None else t + int(float(fail) * 3600)
-            )
+            exposures.intermittent_stalls(pump, wins, None if fail is None else t + int(float(fail) * 3600))
         elif a == "over_infusion":
             exposures.over_infusion(pump, t, float(item.get("factor", 1.25)))
         elif a == "kink":

@@ -91,10 +91,7 @@ def build_truth(result: ScenarioResult, rules: dict[str, Any]) -> dict[str, Any]
             expect("battery_eos", s, None)
             expect("pump_stopped", s, None)
     _refill_findings(result, rules, expect)
-    if any(
-        r["problems"] and r["override"] and not r["concentration_mismatch"]
-        for r in result.programming
-    ):
+    if any(r["problems"] and r["override"] and not r["concentration_mismatch"] for r in result.programming):
         for r in result.programming:
             if r["problems"] and r["override"] and not r["concentration_mismatch"]:
                 expect("titration_violation", r["t"], None)

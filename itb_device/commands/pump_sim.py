@@ -1,0 +1,71 @@
+"""``itb pump-sim``: serve a simulated pump, or a saved log, over a pseudo-terminal or TCP."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    """Add the pump-sim options."""
+    p.add_argument(
+        "--listen",
+        required=True,
+        metavar="URL",
+        help="'pty' (prints the device path) or tcp://127.0.0.1:PORT (0: any free port)",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--scenario", type=Path, help="run this scenario up to its last interrogation, then serve"
+    )
+    src.add_argument("--replay", type=Path, help="serve this saved log read-only")
+    p.add_argument("--seed", type=int, help="scenario seed")
+    p.add_argument(
+        "--speed", type=float, help="simulated seconds per wall-clock second (default: time stands still)"
+    )
+    p.add_argument("--tick", type=float, default=0.0, help="simulated seconds that pass after each command")
+    p.add_argument("--faults", default="", help="inject link faults: drop=P,corrupt=P,split=P,delay=S,seed=N")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C."""
+    from itb_device.cli import UserError
+    from itb_device.wire.faults import FaultSpec, FaultyTransport
+    from itb_device.wire.server import PumpService, open_transport, serve
+
+    try:
+        faults = FaultSpec.parse(args.faults) if args.faults else None
+        service = _service(args, PumpService)
+        transport = open_transport(args.listen)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    if faults is not None:
+        transport = FaultyTransport(transport, faults)
+    print(f"pump simulator listening on {transport.name}", flush=True)
+    try:
+        serve(service, transport)
+    except KeyboardInterrupt:
+        print("pump simulator stopped", file=sys.stderr)
+    finally:
+        transport.close()
+    return 0
+
+
+def _service(args: argparse.Namespace, PumpService):  # noqa: ANN202, N803
+    from itb_device.sim.pump import PumpConfig, SimulatedPump
+    from itb_device.sim.scenario import ScenarioError, load_scenario, run_scenario
+    from parsers import read_log
+
+    if args.replay is not None:
+        read_log(args.replay)  # refuse what is not a log before serving it
+        return PumpService(replay=args.replay.read_bytes())
+    if args.scenario is not None:
+        try:
+            result = run_scenario(load_scenario(args.scenario), seed=args.seed, final_session=False)
+        except ScenarioError as exc:
+            raise ValueError(str(exc)) from exc
+        pump = result.pump
+    else:
+        pump = SimulatedPump(PumpConfig(), start=836_000_000, seed=args.seed or 0, reservoir_ml=20.0)
+    return PumpService(pump, speed=args.speed, tick=args.tick)

@@ -1,0 +1,152 @@
+"""A programmer session over a serial link: anything ``serial.serial_for_url`` opens (a
+device path, a pseudo-terminal, ``socket://host:port``, ``spy://...`` for a hex trace,
+``loop://``), speaking the wire protocol of docs/wire-protocol.md."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import serial
+
+from parsers import LogImage, Status, read_log_bytes
+from parsers.format import HEADER_SIZE, STATUS_SIZE
+from parsers.header import decode_status
+from parsers.model import datetime_to_clock
+
+from .errors import LinkError, TransientLinkError
+from .prescription import Prescription
+from .programmer import PumpProgrammer, RefillResult
+from .wire.capture import CapturePort
+from .wire.messages import (
+    BOLUS_KINDS,
+    BOLUS_REQ,
+    BOLUS_RESP,
+    READ_BLOCK,
+    REFILL_REQ,
+    REFILL_RESP,
+    SESSION,
+    SNAPSHOT,
+    U32,
+    Op,
+    encode_prescription,
+    ml,
+    nl,
+)
+from .wire.link import Link
+
+BLOCK_MIN, BLOCK_START, BLOCK_MAX = 32, 1024, 4096
+MAX_BLOCK_FAILURES = 64  # consecutive failed block reads before the interrogation gives up
+
+
+class SerialProgrammer(PumpProgrammer):
+    """Talks to a pump through a telemetry head on a serial port (real or simulated)."""
+
+    def __init__(
+        self, port: Any, *, link_timeout: float = 0.25, link_retries: int = 30, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.link = Link(port, timeout=link_timeout, retries=link_retries)
+        self.pump_clock, self.model_ml = SESSION.unpack(
+            self.link.request(Op.SESSION_START, U32.pack(_utc_now()))
+        )
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, baudrate: int = 115200, capture: str | Path | None = None, **kwargs: Any
+    ) -> SerialProgrammer:
+        """Open ``url`` with pyserial (8N1 at ``baudrate``); optionally capture the traffic."""
+        try:
+            port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.25)
+        except (serial.SerialException, ValueError) as exc:
+            raise LinkError(f"cannot open {url}: {exc}") from exc
+        if capture is not None:
+            port = CapturePort(port, capture)
+        try:
+            return cls(port, **kwargs)
+        except BaseException:
+            port.close()
+            raise
+
+    def read_log_bytes(self) -> bytes:
+        """The pump's log exactly as it holds it (header, status, pages)."""
+        return self._call("read log", self._read_log_bytes)
+
+    def _read_log_bytes(self) -> bytes:
+        snap, total, _page = SNAPSHOT.unpack(self.link.request(Op.SNAPSHOT))
+        return self._read_snapshot(snap, 0, total)
+
+    def _read_snapshot(self, snap: int, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a frozen log image, in blocks that shrink on errors and
+        grow again on success (so a noisy link still gets through, slowly)."""
+        out = bytearray()
+        total = end - start
+        block, good, failures = BLOCK_START, 0, 0
+        while len(out) < total:
+            want = min(block, total - len(out))
+            try:
+                chunk = self.link.request(
+                    Op.READ_BLOCK, READ_BLOCK.pack(snap, start + len(out), want), attempts=1
+                )
+            except TransientLinkError:
+                failures += 1
+                if failures > MAX_BLOCK_FAILURES:
+                    raise LinkError(
+                        f"timeout: reading the log stopped at byte {start + len(out)} of {end} after "
+                        f"{failures} failed blocks; check the telemetry head and the link"
+                    ) from None
+                block, good = max(BLOCK_MIN, block // 2), 0
+                continue
+            if len(chunk) != want:
+                raise LinkError(
+                    f"the pump sent {len(chunk)} bytes for a {want}-byte block at {start + len(out)}"
+                )
+            out += chunk
+            failures = 0
+            good += 1
+            if good >= 4:
+                block, good = min(BLOCK_MAX, block * 2), 0
+        return bytes(out)
+
+    def _read_log(self) -> LogImage:
+        return read_log_bytes(self._read_log_bytes(), "<pump log>").to_image()
+
+    def _interrogate(self) -> Status:
+        snap, _total, _page = SNAPSHOT.unpack(self.link.request(Op.SNAPSHOT))
+        status, ok = decode_status(self._read_snapshot(snap, HEADER_SIZE, HEADER_SIZE + STATUS_SIZE))
+        if not ok:
+            raise LinkError("the status snapshot failed its CRC")
+        return status
+
+    def _program(self, rx: Prescription, override: bool, **opts: Any) -> None:
+        self.link.request(Op.PROGRAM, encode_prescription(rx, override, opts.get("intended_daily_dose_mcg")))
+
+    def _refill(self, volume_ml: float, concentration_mcg_ml: float, **opts: Any) -> RefillResult:
+        reply = self.link.request(
+            Op.REFILL, REFILL_REQ.pack(nl(volume_ml), round(concentration_mcg_ml * 1000), 0)
+        )
+        expected, measured = REFILL_RESP.unpack(reply)
+        return RefillResult(ml(expected), ml(measured), volume_ml, concentration_mcg_ml)
+
+    def _bolus(self, kind: str, dose_mcg: float, duration_s: int) -> int:
+        reply = self.link.request(
+            Op.BOLUS, BOLUS_REQ.pack(BOLUS_KINDS[kind], round(dose_mcg * 1000), duration_s)
+        )
+        return BOLUS_RESP.unpack(reply)[0]
+
+    def _set_clock(self, clock: int | None) -> None:
+        self.link.request(Op.SET_CLOCK, U32.pack(_utc_now() if clock is None else clock))
+
+    def _close(self) -> None:
+        try:
+            self.link.request(Op.SESSION_END, attempts=3)
+        except (LinkError, TransientLinkError):
+            pass
+        finally:
+            self.link.close()
+
+
+def _utc_now() -> int:
+    """The programmer's clock: UTC now, in ITB-epoch seconds."""
+    return datetime_to_clock(datetime.now(UTC))

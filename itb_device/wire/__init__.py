@@ -1,0 +1,1 @@
+"""The wire protocol between a programmer's telemetry head and the pump (docs/wire-protocol.md)."""

@@ -1,0 +1,81 @@
+"""A fault-injecting link for tests and demonstrations: drops, corrupts, delays and splits
+bytes, deterministically under a seed.  Wraps the pump server's transport, so the same
+faults apply over a pseudo-terminal or a TCP socket."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class FaultSpec:
+    """Per-byte probabilities and timing of the faults."""
+
+    drop: float = 0.0
+    corrupt: float = 0.0
+    split: float = 0.0  # probability that a write is cut into pieces sent separately
+    delay_s: float = 0.0  # pause between split pieces
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> FaultSpec:
+        """``"drop=0.01,corrupt=0.01,split=0.2,delay=0.002,seed=3"``."""
+        spec = cls()
+        names = {"drop": "drop", "corrupt": "corrupt", "split": "split", "delay": "delay_s", "seed": "seed"}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, _, value = part.partition("=")
+            if key not in names or not value:
+                raise ValueError(f"fault option {part!r}: use {', '.join(names)} as key=value")
+            setattr(spec, names[key], int(value) if key == "seed" else float(value))
+        return spec
+
+
+class FaultyTransport:
+    """Applies a :class:`FaultSpec` to everything written and read through ``inner``."""
+
+    def __init__(self, inner: Any, spec: FaultSpec) -> None:
+        self.inner = inner
+        self.spec = spec
+        self.rng = random.Random(spec.seed)
+        self.dropped = self.corrupted = 0
+
+    def _mangle(self, data: bytes) -> bytes:
+        s, rng = self.spec, self.rng
+        if not (s.drop or s.corrupt):
+            return data
+        out = bytearray()
+        for b in data:
+            r = rng.random()
+            if r < s.drop:
+                self.dropped += 1
+                continue
+            if r < s.drop + s.corrupt:
+                b ^= rng.randint(1, 255)
+                self.corrupted += 1
+            out.append(b)
+        return bytes(out)
+
+    def write(self, data: bytes) -> None:
+        data = self._mangle(data)
+        if self.spec.split and len(data) > 1 and self.rng.random() < self.spec.split:
+            cut = self.rng.randint(1, len(data) - 1)
+            self.inner.write(data[:cut])
+            if self.spec.delay_s:
+                time.sleep(self.spec.delay_s)
+            self.inner.write(data[cut:])
+        else:
+            self.inner.write(data)
+
+    def read(self, timeout: float) -> bytes | None:
+        data = self.inner.read(timeout)
+        return None if data is None else self._mangle(data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    @property
+    def name(self) -> str:
+        return self.inner.name

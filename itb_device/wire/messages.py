@@ -1,0 +1,99 @@
+"""Messages of the wire protocol: opcodes and payload layouts (all little-endian).
+
+A response carries the request's sequence number and opcode | 0x80; a refusal is an
+``ERROR`` response.  Commands that change the pump are idempotent by sequence number: the
+pump keeps its recent responses and answers a repeated sequence number from that cache.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+
+from parsers.model import mcg_to_ng, ml_to_nl
+from parsers.records import MILLI_PER_UNIT, NG_PER_MCG, NL_PER_ML
+
+from ..prescription import MODES, FlexDose, Prescription
+
+RESPONSE = 0x80
+
+
+class Op(IntEnum):
+    """Request opcodes."""
+
+    SESSION_START = 0x01  # u32 programmer clock -> u32 pump clock, u8 reservoir mL, 3 pad
+    SNAPSHOT = 0x03  # -> u32 snapshot id, u32 total bytes, u16 page size (freezes the log image)
+    READ_BLOCK = 0x04  # u32 snapshot id, u32 offset, u16 length -> bytes of the snapshot
+    PROGRAM = 0x10  # prescription (see encode_prescription) -> empty
+    REFILL = (
+        0x11  # u32 volume nL, u32 concentration (0.001 mcg/mL), u8 flags -> u32 expected nL, u32 measured nL
+    )
+    BOLUS = 0x12  # u8 kind, u32 dose ng, u32 duration s -> u16 bolus id
+    SET_CLOCK = 0x13  # u32 clock (ITB-epoch s) -> empty
+    SESSION_END = 0x1F  # -> empty
+    ERROR = 0x7F  # response only: u8 code, UTF-8 message
+
+
+class ErrorCode(IntEnum):
+    """Why a request was refused."""
+
+    REFUSED = 1  # the pump cannot do it (out of range, ...)
+    READ_ONLY = 2  # a replayed log cannot be changed
+    BAD_REQUEST = 3  # malformed payload or unknown opcode
+    STALE_SNAPSHOT = 4  # READ_BLOCK for a snapshot that is no longer held
+
+
+BOLUS_KINDS = {"clinician": 1, "priming": 2, "bridge": 3}
+U32 = struct.Struct("<I")
+SESSION = struct.Struct("<IB3x")
+SNAPSHOT = struct.Struct("<IIH")
+READ_BLOCK = struct.Struct("<IIH")
+REFILL_REQ = struct.Struct("<IIB")
+REFILL_RESP = struct.Struct("<II")
+BOLUS_REQ = struct.Struct("<BII")
+BOLUS_RESP = struct.Struct("<H")
+_RX_HEAD = struct.Struct("<BBBxIII")  # mode, override, n_steps, concentration, dose, intended
+_RX_STEP = struct.Struct("<HI")
+
+
+def encode_prescription(rx: Prescription, override: bool, intended_mcg: float | None) -> bytes:
+    """PROGRAM payload: mode u8, override u8, step count u8, pad, concentration u32
+    (0.001 mcg/mL), daily dose u32 (ng/day), intended daily dose u32 (ng/day, 0 = as
+    programmed), then per flex step start u16 (min after midnight), dose u32 (ng/day)."""
+    head = _RX_HEAD.pack(
+        MODES.index(rx.mode),
+        int(override),
+        len(rx.flex_steps),
+        round(rx.concentration_mcg_ml * MILLI_PER_UNIT),
+        mcg_to_ng(rx.daily_dose_mcg),
+        0 if intended_mcg is None else mcg_to_ng(intended_mcg),
+    )
+    return head + b"".join(_RX_STEP.pack(s.start_min, mcg_to_ng(s.daily_dose_mcg)) for s in rx.flex_steps)
+
+
+def decode_prescription(payload: bytes) -> tuple[Prescription, bool, float | None]:
+    """Inverse of :func:`encode_prescription`; raises ValueError when malformed."""
+    try:
+        mode, override, n, conc, dose, intended = _RX_HEAD.unpack_from(payload, 0)
+        steps = tuple(
+            FlexDose(start, ng / NG_PER_MCG)
+            for start, ng in (
+                _RX_STEP.unpack_from(payload, _RX_HEAD.size + i * _RX_STEP.size) for i in range(n)
+            )
+        )
+    except struct.error as exc:
+        raise ValueError(f"malformed PROGRAM payload: {exc}") from exc
+    if mode >= len(MODES) or len(payload) != _RX_HEAD.size + n * _RX_STEP.size:
+        raise ValueError("malformed PROGRAM payload")
+    rx = Prescription(MODES[mode], dose / NG_PER_MCG, conc / MILLI_PER_UNIT, steps)
+    return rx, bool(override), (intended / NG_PER_MCG if intended else None)
+
+
+def nl(ml: float) -> int:
+    """mL as integer nL for the wire."""
+    return ml_to_nl(ml)
+
+
+def ml(nl_value: int) -> float:
+    """Integer nL from the wire as mL."""
+    return nl_value / NL_PER_ML
