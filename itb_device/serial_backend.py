@@ -19,6 +19,7 @@ from .errors import LinkError, TransientLinkError
 from .prescription import Prescription
 from .programmer import PumpProgrammer, RefillResult
 from .wire.capture import CapturePort
+from .wire.link import Link
 from .wire.messages import (
     BOLUS_KINDS,
     BOLUS_REQ,
@@ -34,7 +35,6 @@ from .wire.messages import (
     ml,
     nl,
 )
-from .wire.link import Link
 
 BLOCK_MIN, BLOCK_START, BLOCK_MAX = 32, 1024, 4096
 MAX_BLOCK_FAILURES = 64  # consecutive failed block reads before the interrogation gives up

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     log = read_log_bytes(data, str(args.output))
     link = prog.link
     print(
-        f"{args.output}: {len(data)} bytes, {len(log.delivery)} delivery intervals, {len(log.events)} events, "
+        f"{args.output}: {len(data)} bytes, {len(log.delivery)} delivery intervals, "
+        f"{len(log.events)} events, "
         f"{len(log.problems)} problems; link: {link.attempts} requests sent, {link.failures} retried"
     )
     if args.capture:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from itb_device.wire.server import PumpService
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -32,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C."""
     from itb_device.cli import UserError
     from itb_device.wire.faults import FaultSpec, FaultyTransport
-    from itb_device.wire.server import PumpService, open_transport, serve
+    from itb_device.wire.server import open_transport, serve
 
     try:
         faults = FaultSpec.parse(args.faults) if args.faults else None
-        service = _service(args, PumpService)
+        service = _service(args)
         transport = open_transport(args.listen)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
@@ -52,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _service(args: argparse.Namespace, PumpService):  # noqa: ANN202, N803
+def _service(args: argparse.Namespace) -> PumpService:
     from itb_device.sim.pump import PumpConfig, SimulatedPump
     from itb_device.sim.scenario import ScenarioError, load_scenario, run_scenario
+    from itb_device.wire.server import PumpService
     from parsers import read_log
 
     if args.replay is not None:

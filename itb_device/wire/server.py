@@ -3,6 +3,7 @@ pseudo-terminal or a TCP socket on loopback, as ``itb pump-sim`` runs it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -198,10 +199,8 @@ class PtyTransport:
 
     def close(self) -> None:
         for fd in (self.master, self._slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 class TcpTransport:
