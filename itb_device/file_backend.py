@@ -26,7 +26,8 @@ class FileProgrammer(PumpProgrammer):
     def from_url(cls, url: str, **kwargs: Any) -> FileProgrammer:
         """``file:///abs/path.itblog`` or ``file://relative/path.itblog``."""
         parts = urlsplit(url)
-        return cls(unquote(parts.netloc + parts.path), **kwargs)
+        host = "" if parts.netloc in ("", "localhost") else parts.netloc
+        return cls(unquote(host + parts.path), **kwargs)
 
     def _interrogate(self) -> Status:
         return self._image.status

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from parsers import LogImage, RecordCode, Status
+from parsers import LogImage, Status
 from parsers.clinical_rules import load_rules
 from parsers.model import datetime_to_clock
 from parsers.writer import atomic_write_bytes, encode_log
@@ -99,7 +99,7 @@ class PumpProgrammer(ABC):
 
         More than +15 % of the daily dose in one step (guideline 4.1.4), more than
         1000 mcg/day (4.1.5), or a concentration that does not match the drug in the
-        reservoir.  Numbers come from the clinical rules file.
+        reservoir (the status snapshot's concentration, entered at the last refill).  Numbers come from the clinical rules file.
         """
         t = self.rules["titration"]
         minimum = self.rules["pump"]["minimum_rate_mode_ml_day"]
@@ -117,11 +117,12 @@ class PumpProgrammer(ABC):
                 f"{old:g} mcg/day; one step may add at most "
                 f"{100 * t['max_step_fraction']:.0f}% (guideline 4.1.4)"
             )
-        drug = self._reservoir_concentration()
-        if drug is not None and rx.mode != "stopped" and abs(rx.concentration_mcg_ml - drug) > 1e-6:
+        drug = status.concentration_mcg_ml  # the drug in the reservoir, as entered at refill
+        if rx.mode != "stopped" and abs(rx.concentration_mcg_ml - drug) > 1e-6:
             problems.append(
                 f"programmed concentration {rx.concentration_mcg_ml:g} mcg/mL does not "
-                f"match the drug in the reservoir ({drug:g} mcg/mL)"
+                f"match the drug in the reservoir ({drug:g} mcg/mL); a wrong concentration "
+                "causes overdose or withdrawal (guideline 5.2.1, 5.1.1)"
             )
         return problems
 
@@ -178,15 +179,6 @@ class PumpProgrammer(ABC):
                 log.warning("%s: attempt %d of %d failed: %s", what, attempt + 1, self.retries + 1, exc)
                 last = exc
         raise LinkError(f"{what} failed after {self.retries + 1} attempts: {last}")
-
-    def _reservoir_concentration(self) -> float | None:
-        """Concentration of the drug put in the reservoir at the last refill, if logged."""
-        last = None
-        for page in sorted(self.read_log().pages, key=lambda p: p.seq):
-            for rec in page.records:
-                if rec.code == RecordCode.REFILL:
-                    last = float(rec.values["concentration_mcg_ml"])
-        return last
 
     # ----- the narrow hooks a backend implements ------------------------------------------
     @abstractmethod

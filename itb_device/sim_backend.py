@@ -35,7 +35,7 @@ class SimProgrammer(PumpProgrammer):
         unknown = set(q) - {"scenario", "seed", "model", "start", "concentration"}
         if unknown:
             raise ValueError(f"unknown sim:// options: {', '.join(sorted(unknown))}")
-        seed = int(q.get("seed", 0))
+        seed = int(q["seed"]) if "seed" in q else None
         if "scenario" in q:
             from .sim.scenario import load_scenario, run_scenario
 
@@ -45,13 +45,15 @@ class SimProgrammer(PumpProgrammer):
         if model not in (20, 40):
             raise ValueError("model must be 20 or 40 (mL)")
         start = (
-            dt.datetime.fromisoformat(q["start"]) if "start" in q else dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+            dt.datetime.fromisoformat(q["start"].replace(" ", "+"))
+            if "start" in q
+            else dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         )
         conc = float(q.get("concentration", 2000))
         pump = SimulatedPump(
             PumpConfig(model_ml=model),
             datetime_to_clock(start),
-            seed=seed,
+            seed=seed if seed is not None else 0,
             reservoir_ml=float(model),
             concentration_mcg_ml=conc,
         )

@@ -58,6 +58,7 @@ class PtmReason(IntEnum):
     DAILY_MAXIMUM = 2
     DISABLED = 3
     BOLUS_IN_PROGRESS = 4
+    NOT_AVAILABLE = 5  # pump stopped, or too little drug for the dose
 
 
 class ResetReason(IntEnum):
@@ -269,9 +270,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         (_ALARM, _pad("reserved", "u16"), Field("value", "u32", doc="alarm-specific value")),
         "An alarm is cleared.",
     ),
-    RecordType(
-        RecordCode.MOTOR_STALL, "motor_stall", (), "The rotor failed to turn; delivery has stopped."
-    ),
+    RecordType(RecordCode.MOTOR_STALL, "motor_stall", (), "The rotor failed to turn; delivery has stopped."),
     RecordType(
         RecordCode.MOTOR_STALL_RECOVERY,
         "motor_stall_recovery",
@@ -283,9 +282,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         "clock_set",
         (
             Field("old_clock", "u32", unit="pump s", doc="pump clock before the change"),
-            Field(
-                "new_clock", "u32", unit="pump s", doc="pump clock after (UTC from the programmer)"
-            ),
+            Field("new_clock", "u32", unit="pump s", doc="pump clock after (UTC from the programmer)"),
         ),
         "The programmer set the pump clock; the record is stamped with the new clock.",
     ),
@@ -314,16 +311,12 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         ),
         "A programmer session starts (a clock sync point).",
     ),
-    RecordType(
-        RecordCode.TELEMETRY_END, "telemetry_end", (_SESSION,), "A programmer session ends."
-    ),
+    RecordType(RecordCode.TELEMETRY_END, "telemetry_end", (_SESSION,), "A programmer session ends."),
     RecordType(
         RecordCode.DELIVERY,
         "delivery",
         (
-            Field(
-                "interval_s", "u32", unit="s", doc="length of the interval that ends at the stamp"
-            ),
+            Field("interval_s", "u32", unit="s", doc="length of the interval that ends at the stamp"),
             _vol("commanded_ml", "volume the pump commanded in the interval"),
             _vol("rotor_ml", "volume confirmed by rotor revolutions"),
             Field("stalled_s", "u32", unit="s", doc="seconds the rotor was stalled"),

@@ -101,8 +101,12 @@ def catheter_kink(pump: SimulatedPump, start: int, end: int, surge_s: int = 1800
         pump.surge_rate = pump.kink_store_mcg / max(surge_s, 1)
         ev["surge_mcg"] = pump.kink_store_mcg
 
+    def surge_over() -> None:  # splits the step so the surge lands in its own window
+        pump.surge_rate = 0.0 if pump.kink_store_mcg < 1e-9 else pump.surge_rate
+
     pump.at(start, kink)
     pump.at(end, free)
+    pump.at(end + surge_s, surge_over)
 
 
 def catheter_leak(pump: SimulatedPump, start: int, fraction: float = 1.0) -> None:

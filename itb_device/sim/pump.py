@@ -29,6 +29,7 @@ from ..prescription import DAY_MIN, MODES, Prescription
 from .logmemory import LogMemory
 
 DAY_S = 86_400
+MAX_CONCENTRATION = 10_000.0  # mcg/mL; above any baclofen formulation (marketed: 50-2000)
 R = RecordCode
 
 
@@ -191,12 +192,12 @@ class SimulatedPump:
             if nxt > self.now:
                 self._step(self.now, nxt)
                 self.now = nxt
+            if self.now >= self._next_history:  # the interval ended before anything at its end
+                self._write_history()
             if self.bolus is not None and self.bolus["end"] <= self.now:
                 self._end_bolus(completed=True)
             while events and events[0][0] <= self.now:
                 heapq.heappop(events)[2]()
-            if self.now >= self._next_history:
-                self._write_history()
         while events and events[0][0] <= self.now:
             heapq.heappop(events)[2]()
 
@@ -367,6 +368,7 @@ class SimulatedPump:
             self.log(R.MOTOR_STALL_RECOVERY, {"stall_s": self.pending_recovery})
             self._clear("motor_stall")
             self.pending_recovery = None
+            self.late_recovery_log = False  # the interference that delayed the record is over
             for ev in self.truth.events:
                 if ev["kind"] == "recovery_log_delayed" and ev["end"] is None:
                     ev["end"] = self.now
@@ -393,8 +395,8 @@ class SimulatedPump:
         self._need_telemetry("programming")
         if rx.mode not in MODES:
             raise PumpRefused(f"unknown infusion mode {rx.mode!r}; the pump knows {', '.join(MODES)}")
-        if rx.concentration_mcg_ml <= 0:
-            raise PumpRefused("drug concentration must be positive")
+        if not 0 < rx.concentration_mcg_ml <= MAX_CONCENTRATION:
+            raise PumpRefused(f"drug concentration must be above 0 and at most {MAX_CONCENTRATION} mcg/mL")
         if rx.mode == "flex":
             if not 1 <= len(rx.flex_steps) <= 13:
                 raise PumpRefused("a flex program has 1 to 13 steps a day")
@@ -453,6 +455,11 @@ class SimulatedPump:
     ) -> tuple[float, float]:
         """Withdraw and measure the residual, inject new drug.  Returns (expected, measured)."""
         self._need_telemetry("a refill")
+        if not 0 < concentration_mcg_ml <= MAX_CONCENTRATION:
+            raise PumpRefused(
+                f"drug concentration {concentration_mcg_ml:g} mcg/mL is not possible "
+                f"(0 to {MAX_CONCENTRATION} mcg/mL)"
+            )
         if not 0 < volume_ml <= self.cfg.model_ml:
             raise PumpRefused(f"refill volume {volume_ml} mL does not fit a {self.cfg.model_ml} mL reservoir")
         expected = self.reservoir_est
@@ -544,6 +551,12 @@ class SimulatedPump:
             reason = "disabled"
         elif self.bolus is not None:
             reason = "bolus_in_progress"
+        elif (
+            self.eos
+            or self.rx.mode == "stopped"
+            or self.ptm.dose_mcg / self.rx.concentration_mcg_ml > self.reservoir_est
+        ):
+            reason = "not_available"
         elif self._ptm_last is not None and self.now - self._ptm_last < self.ptm.lockout_min * 60:
             reason = "lockout"
         elif self._ptm_count >= self.ptm.max_per_day:
@@ -588,7 +601,7 @@ class SimulatedPump:
             reservoir_ml=round(self.reservoir_est, 6),
             low_reservoir_alarm_ml=self.low_alarm_ml,
             drug_name=self.cfg.drug_name,
-            concentration_mcg_ml=rx.concentration_mcg_ml,
+            concentration_mcg_ml=self.drug_conc,
             mode="stopped" if self.eos else rx.mode,
             daily_dose_mcg_day=round(rx.total_daily_dose_mcg(self.minimum_rate_mode), 3),
             rate_ml_day=round(rx.rate_ml_day(self.minimum_rate_mode), 6),
