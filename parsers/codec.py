@@ -17,9 +17,7 @@ _RECORD_HEADER = struct.Struct("<IHH")
 
 
 def _payload_struct(t: RecordType) -> struct.Struct:
-    return struct.Struct(
-        "<" + "".join(_FMT[f.ctype] for f in t.fields) + f"{PAYLOAD_SIZE - t.payload_used}x"
-    )
+    return struct.Struct("<" + "".join(_FMT[f.ctype] for f in t.fields) + f"{PAYLOAD_SIZE - t.payload_used}x")
 
 
 _STRUCTS = {code: _payload_struct(t) for code, t in BY_CODE.items()}
@@ -65,6 +63,4 @@ def decode_record(data: bytes | memoryview) -> Record:
     if t is None:
         return Record(clock, code, {}, aux, bytes(data[8:32]))
     raws = _STRUCTS[code].unpack_from(data, 8)
-    return Record(
-        clock, code, {f.name: field_value(f, r) for f, r in zip(t.fields, raws, strict=True)}, aux
-    )
+    return Record(clock, code, {f.name: field_value(f, r) for f, r in zip(t.fields, raws, strict=True)}, aux)

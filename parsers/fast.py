@@ -17,9 +17,7 @@ from .records import BY_CODE, DELIVERY_CODE, PAYLOAD_SIZE, RECORD_SIZE, RecordTy
 
 _NP = {"u8": "<u1", "u16": "<u2", "u32": "<u4"}
 
-RECORD_DTYPE = np.dtype(
-    [("clock", "<u4"), ("code", "<u2"), ("aux", "<u2"), ("payload", f"V{PAYLOAD_SIZE}")]
-)
+RECORD_DTYPE = np.dtype([("clock", "<u4"), ("code", "<u2"), ("aux", "<u2"), ("payload", f"V{PAYLOAD_SIZE}")])
 
 
 def payload_dtype(t: RecordType) -> np.dtype:
@@ -30,9 +28,7 @@ def payload_dtype(t: RecordType) -> np.dtype:
         formats.append(_NP[f.ctype])
         offsets.append(pos)
         pos += f.size
-    return np.dtype(
-        {"names": names, "formats": formats, "offsets": offsets, "itemsize": PAYLOAD_SIZE}
-    )
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": PAYLOAD_SIZE})
 
 
 PAYLOAD_DTYPES = {code: payload_dtype(t) for code, t in BY_CODE.items()}

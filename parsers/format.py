@@ -124,6 +124,5 @@ def page_struct(page_size: int) -> cs.Construct:
         "header" / PageHeader,
         "records" / cs.Array(cs.this.header.count, Record),
         "fill" / cs.Bytes(lambda ctx: body - PAGE_HEADER_SIZE - RECORD_SIZE * ctx.header.count),
-        "crc"
-        / cs.Checksum(cs.Int32ul, lambda data: crc32c(data), lambda ctx: ctx._io.getvalue()[:body]),
+        "crc" / cs.Checksum(cs.Int32ul, lambda data: crc32c(data), lambda ctx: ctx._io.getvalue()[:body]),
     )

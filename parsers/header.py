@@ -133,9 +133,7 @@ def decode_status(data: bytes) -> tuple[Status, bool]:
     ok = crc32c(data[: fmt.STATUS_SIZE - 4]) == c.crc
     n_steps = min(c.flex_step_count, fmt.MAX_FLEX_STEPS)
     steps = tuple(
-        FlexStep(
-            st.start_min, st.daily_dose_ng / NG_PER_MCG, st.rate_nl_day / NL_PER_ML, st.reserved
-        )
+        FlexStep(st.start_min, st.daily_dose_ng / NG_PER_MCG, st.rate_nl_day / NL_PER_ML, st.reserved)
         for st in c.flex_steps[:n_steps]
     )
     alarms = tuple(a.name.lower() for a in Alarm if c.active_alarms & (1 << int(a)))

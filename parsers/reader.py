@@ -61,9 +61,7 @@ class InterrogationLog:
             code = int(d["code"])
             t = BY_CODE.get(code)
             if t is None:
-                rec = Record(
-                    int(d["pump_clock"]), code, {}, int(d["aux"]), bytes.fromhex(d["payload_hex"])
-                )
+                rec = Record(int(d["pump_clock"]), code, {}, int(d["aux"]), bytes.fromhex(d["payload_hex"]))
             else:
                 names = {f.name for f in t.fields}
                 vals = {k: d[k] for k in ev_fields if k in names}
@@ -73,9 +71,7 @@ class InterrogationLog:
         for r in self.delivery.itertuples(index=False):
             d = r._asdict()
             vals = {f.name: d[f.name] for f in spec.fields}
-            rows.append(
-                (int(d["offset"]), Record(int(d["pump_clock"]), DELIVERY_CODE, vals, int(d["aux"])))
-            )
+            rows.append((int(d["offset"]), Record(int(d["pump_clock"]), DELIVERY_CODE, vals, int(d["aux"]))))
         rows.sort(key=lambda x: x[0])
         return [r for _, r in rows]
 
@@ -107,9 +103,7 @@ _EVENT_META = {
 }
 
 
-def read_log(
-    path: str | Path, *, strict: bool = False, decoder: Decoder = "fast"
-) -> InterrogationLog:
+def read_log(path: str | Path, *, strict: bool = False, decoder: Decoder = "fast") -> InterrogationLog:
     """Read an interrogation log.
 
     The file is opened read-only and never written.  In the default mode damaged pages are
@@ -145,9 +139,7 @@ def read_log_bytes(
     return _read(Path(name), memoryview(data), len(data), strict, decoder)
 
 
-def _read(
-    path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder
-) -> InterrogationLog:
+def _read(path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder) -> InterrogationLog:
     problems: list[Problem] = []
 
     def problem(
@@ -163,15 +155,13 @@ def _read(
         raise LogFormatError(
             path,
             0,
-            f"not an ITB interrogation log: starts with {got}, "
-            f"expected the magic {fmt.MAGIC.hex(' ')}",
+            f"not an ITB interrogation log: starts with {got}, expected the magic {fmt.MAGIC.hex(' ')}",
         )
     if size < fmt.HEADER_SIZE:
         raise LogFormatError(
             path,
             size,
-            f"truncated inside the header: the file has {size} bytes, "
-            f"a header needs {fmt.HEADER_SIZE}",
+            f"truncated inside the header: the file has {size} bytes, a header needs {fmt.HEADER_SIZE}",
         )
     raw_header = bytes(buf[: fmt.HEADER_SIZE])
     lay = header_layout(raw_header)
@@ -202,8 +192,7 @@ def _read(
         raise LogFormatError(
             path,
             14,
-            f"page size {lay.page_size} is not one of "
-            f"{fmt.ALLOWED_PAGE_SIZES}: the layout cannot be trusted",
+            f"page size {lay.page_size} is not one of {fmt.ALLOWED_PAGE_SIZES}: the layout cannot be trusted",
         )
     if header.model_ml not in (20, 40):
         problem(
@@ -224,8 +213,7 @@ def _read(
     if not status_ok:
         problem(
             "bad_status_crc",
-            "status snapshot fails its CRC-32C: reservoir, prescription and "
-            "alarms in it cannot be trusted",
+            "status snapshot fails its CRC-32C: reservoir, prescription and alarms in it cannot be trusted",
             pages_start - 4,
         )
 
@@ -286,8 +274,7 @@ def _read(
     gaps_df = _gaps_table(order.gaps, scan, order.accepted, counts, page_first, tb.utc)
     for g in gaps_df.itertuples(index=False):
         span = (
-            f"history from {g.start_utc:%Y-%m-%d %H:%M:%S} to {g.end_utc:%Y-%m-%d %H:%M:%S} UTC "
-            "is lost"
+            f"history from {g.start_utc:%Y-%m-%d %H:%M:%S} to {g.end_utc:%Y-%m-%d %H:%M:%S} UTC is lost"
             if pd.notna(g.start_utc) and pd.notna(g.end_utc)
             else "history is lost"
         )
