@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "pump-sim": "Serve a simulated pump (or a saved log) over a pseudo-terminal or TCP",
     "interrogate": "Read a pump's status and whole log over a link and save it",
     "replay-capture": "Reproduce an interrogation's decode offline from its byte capture",
+    "make-cohort": "Simulate a synthetic cohort of pumps for research tests and benchmarks",
 }
 
 EXIT_OK = 0

@@ -99,7 +99,8 @@ class PumpProgrammer(ABC):
 
         More than +15 % of the daily dose in one step (guideline 4.1.4), more than
         1000 mcg/day (4.1.5), or a concentration that does not match the drug in the
-        reservoir (the status snapshot's concentration, entered at the last refill).  Numbers come from the clinical rules file.
+        reservoir (the status snapshot's concentration, entered at the last refill).
+        Numbers come from the clinical rules file.
         """
         t = self.rules["titration"]
         minimum = self.rules["pump"]["minimum_rate_mode_ml_day"]
