@@ -14,8 +14,6 @@ from typing import Any
 
 from parsers.clinical_rules import load_rules
 
-RulesLike = "Rules | Mapping[str, Any] | str | Path | None"
-
 
 @dataclass(frozen=True)
 class Rules:

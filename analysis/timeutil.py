@@ -32,7 +32,7 @@ def stamp(seconds: float | int | None) -> pd.Timestamp | None:
     """Unix seconds as an aware UTC Timestamp (None stays None)."""
     if seconds is None or (isinstance(seconds, float) and np.isnan(seconds)):
         return None
-    return pd.Timestamp(int(round(seconds)), unit="s", tz="UTC")
+    return pd.Timestamp(round(float(seconds)), unit="s", tz="UTC")
 
 
 def stamps(seconds: np.ndarray) -> pd.DatetimeIndex:

@@ -82,7 +82,7 @@ def decode_records(parsed: list, scan: PageScan, order: PageOrder) -> DecodedRec
         code=np.array(code, dtype=np.uint16),
         aux=np.array(aux, dtype=np.uint16),
         offset=i64(offset),
-        page_seq=i64(page_seq),
+        page_seq=np.array(page_seq, dtype=np.uint32),
         delivery_idx=i64(d_idx),
         delivery={k: i64(v) for k, v in delivery.items()},
         event_idx=i64(e_idx),

@@ -38,6 +38,8 @@ class DecodedRecords:
     event_idx: np.ndarray
     events: dict[str, np.ndarray]
     unknown_payload: dict[int, bytes]  # event row position -> 24 payload bytes
+    delivery_clock: np.ndarray | None = None  # clock[delivery_idx], if the decoder has it at hand
+    delivery_aux: np.ndarray | None = None  # aux[delivery_idx], likewise
 
     def __len__(self) -> int:
         return len(self.clock)

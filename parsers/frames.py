@@ -19,29 +19,51 @@ for _t in BY_CODE.values():
         for _f in _t.fields:
             _EVENT_FIELD_SPECS.setdefault(_f.name, _f)
 _DELIVERY_SPECS = {f.name: f for f in BY_CODE[DELIVERY_CODE].fields}
+_UNSIGNED = {"u8": np.uint8, "u16": np.uint16, "u32": np.uint32}
 
 
 def utc_times(seconds: np.ndarray) -> pd.DatetimeIndex:
     """ITB-epoch seconds as a UTC DatetimeIndex (nanosecond resolution)."""
-    ns = (seconds.astype(np.int64) + ITB_EPOCH_UNIX_S) * _NS
-    return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+    ns = seconds.astype(np.int64)  # a fresh array, converted in place below
+    ns += ITB_EPOCH_UNIX_S
+    ns *= _NS
+    return pd.DatetimeIndex(ns.view("M8[ns]"), dtype="datetime64[ns, UTC]")
+
+
+def _lookup_codes(ints: np.ndarray, mapping: dict[int, int], missing: np.ndarray | None) -> np.ndarray:
+    """Category codes for integer values through a small lookup table (no per-row Python)."""
+    top = max([*mapping, int(ints.max()) if len(ints) else 0]) + 1
+    lut = np.full(top, -1, dtype=np.int16)
+    for value, code in mapping.items():
+        lut[value] = code
+    codes = lut[ints]
+    if missing is not None:
+        codes[missing] = -1
+    return codes
 
 
 def enum_categorical(raw: np.ndarray, enum: type[IntEnum]) -> pd.Categorical:
-    """Enum integers (NaN for absent) as a Categorical of lower-case names."""
-    names = [m.name.lower() for m in enum]
+    """Enum integers (NaN for absent) as a Categorical of lower-case names; values the enum
+    does not know become ``unknown_<n>`` categories, never dropped."""
     values = [int(m) for m in enum]
-    present = ~np.isnan(raw) if raw.dtype.kind == "f" else np.ones(len(raw), dtype=bool)
-    ints = np.where(present, raw, -1).astype(np.int64)
-    extra = sorted(set(np.unique(ints[present]).tolist()) - set(values))
-    cats = names + [enum_name(enum, v) for v in extra]
-    lookup = {v: i for i, v in enumerate(values + extra)}
-    if len(ints) and not extra and values == list(range(len(values))):
-        codes = ints
+    if raw.dtype.kind == "u" and raw.dtype.itemsize == 1:  # fast path: a 256-entry table
+        lut = np.full(256, -1, dtype=np.int8)
+        lut[values] = np.arange(len(values))
+        codes = lut[raw]
+        if not (codes < 0).any():
+            return pd.Categorical.from_codes(codes, categories=[m.name.lower() for m in enum], validate=False)
+    if raw.dtype.kind == "f":
+        missing = np.isnan(raw)
+        ints = np.where(missing, 0, raw).astype(np.int64)
+        seen = np.flatnonzero(np.bincount(ints[~missing])) if len(ints) else np.array([], dtype=np.int64)
     else:
-        codes = np.array([lookup.get(v, -1) for v in ints.tolist()], dtype=np.int64)
-    codes = np.where(present, codes, -1)
-    return pd.Categorical.from_codes(codes, categories=cats)
+        missing = None
+        ints = raw
+        seen = np.flatnonzero(np.bincount(ints)) if len(ints) else np.array([], dtype=np.int64)
+    extra = sorted(set(seen.tolist()) - set(values))
+    cats = [m.name.lower() for m in enum] + [enum_name(enum, v) for v in extra]
+    codes = _lookup_codes(ints, {v: i for i, v in enumerate(values + extra)}, missing)
+    return pd.Categorical.from_codes(codes, categories=cats, validate=False)
 
 
 def _event_column(f: Field, raw: np.ndarray) -> object:
@@ -55,10 +77,14 @@ def _event_column(f: Field, raw: np.ndarray) -> object:
 
 def event_names(codes: np.ndarray) -> pd.Categorical:
     """Record codes as a Categorical of record-type names (``unknown_0x00NN`` if unknown)."""
-    known = [t.name for t in BY_CODE.values() if t.code != DELIVERY_CODE]
-    names = [BY_CODE[c].name if c in BY_CODE else f"unknown_{c:#06x}" for c in codes.tolist()]
-    cats = known + sorted(set(names) - set(known))
-    return pd.Categorical(names, categories=cats)
+    known = [(int(t.code), t.name) for t in BY_CODE.values() if t.code != DELIVERY_CODE]
+    seen = np.unique(codes).tolist()
+    extra = [(c, f"unknown_{c:#06x}") for c in seen if c not in BY_CODE or c == DELIVERY_CODE]
+    mapping = {c: i for i, (c, _) in enumerate(known + extra)}
+    cats = [name for _, name in known + extra]
+    return pd.Categorical.from_codes(
+        _lookup_codes(codes.astype(np.int64), mapping, None), categories=cats, validate=False
+    )
 
 
 def build_events(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) -> pd.DataFrame:
@@ -81,42 +107,40 @@ def build_events(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) ->
         hexes[row] = payload.hex()
     cols["payload_hex"] = hexes
     df = pd.DataFrame(cols)
-    order = np.argsort(utc[idx], kind="stable")
-    if len(order) and np.any(np.diff(order) != 1):
-        df = df.iloc[order]
-    return df.reset_index(drop=True)
+    t = utc[idx]
+    if len(t) > 1 and (t[1:] < t[:-1]).any():
+        df = df.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
+    return df
 
 
 def build_delivery(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) -> pd.DataFrame:
-    """One row per delivery-history interval, in time order of the interval's end."""
+    """One row per delivery-history interval, in time order of the interval's end
+    (``time_utc``; the interval began ``interval_s`` seconds earlier)."""
     idx = dec.delivery_idx
     d = dec.delivery
     t = utc[idx]
-    interval = d["interval_s"].astype(np.int64)
-    cols: dict[str, object] = {
-        "time_utc": utc_times(t),
-        "start_utc": utc_times(t - interval),
-        "interval_s": interval,
-    }
+    cols: dict[str, object] = {"time_utc": utc_times(t)}
     for name in DELIVERY_FIELDS:
-        if name == "interval_s":
-            continue
         f = _DELIVERY_SPECS[name]
         raw = d[name]
         if f.enum is not None:
             cols[name] = enum_categorical(raw, f.enum)
         elif f.per_unit != 1:
             cols[name] = raw / f.per_unit
-        else:
-            cols[name] = raw.astype(np.int64) if name == "stalled_s" else raw
-    cols.update(
-        pump_clock=dec.clock[idx].astype(np.int64),
+        elif name in ("interval_s", "stalled_s"):
+            cols[name] = raw.astype(np.int64)
+        else:  # reserved words keep their on-disk width, whichever decoder made them
+            cols[name] = raw.astype(_UNSIGNED[f.ctype], copy=False)
+    clock = dec.delivery_clock if dec.delivery_clock is not None else dec.clock[idx]
+    aux = dec.delivery_aux if dec.delivery_aux is not None else dec.aux[idx]
+    cols.update(  # narrow integer types keep a table of millions of rows small and quick
+        pump_clock=clock.astype(np.uint32, copy=False),
         time_uncertain=uncertain[idx],
-        page_seq=dec.page_seq[idx],
+        page_seq=dec.page_seq[idx].astype(np.uint32, copy=False),
         offset=dec.offset[idx],
-        aux=dec.aux[idx],
+        aux=aux.astype(np.uint16, copy=False),
     )
     df = pd.DataFrame(cols, copy=False)
-    if len(t) > 1 and np.any(np.diff(t) < 0):
+    if len(t) > 1 and (t[1:] < t[:-1]).any():
         df = df.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
     return df

@@ -1,0 +1,301 @@
+"""Motor stalls: each stall (cause, duration, drug missed), stalls still going at
+interrogation, recoveries the log does not show as it should, repeated stalls (a failing
+motor) and stalls long enough to be a risk factor for later over-infusion.
+
+A stall is seen two ways: MOTOR_STALL / MOTOR_STALL_RECOVERY records, and delivery rows
+with ``stalled_s`` > 0 and the rotor short of the commanded volume.  The rows say when the
+rotor really turned again; the records can be logged late (at the next interrogation) or
+even say "recovered" while the rotor stays still (telemetry mode while alarming), so both
+are read and compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..context import Context, Procedure
+from ..episodes import Mark
+from ..findings import Finding
+from ..timeutil import HOUR, fmt, hours
+from ._util import contiguous, offsets, pct
+
+
+@dataclass
+class StallEpisode:
+    """One stall, from the records and the rows together."""
+
+    start_s: int
+    rotor_end_s: int | None = None  # rotor seen turning again in the rows
+    last_stalled_row_end_s: int | None = None
+    record: Mark | None = None
+    recovery: Mark | None = None
+    rows: list[int] = field(default_factory=list)
+    end_s: int | None = None
+    ongoing: bool = False
+    missed_mcg: float = 0.0
+    missed_known: bool = True
+    procedure: Procedure | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _row_runs(ctx: Context) -> list[tuple[int, int]]:
+    rows = ctx.rows
+    if rows.empty:
+        return []
+    stalled = rows["stalled_s"].to_numpy() > 0
+    joined = contiguous(rows)
+    runs: list[list[int]] = []
+    for i in np.flatnonzero(stalled).tolist():
+        if runs and runs[-1][1] == i - 1 and joined[i]:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return [(a, b) for a, b in runs]
+
+
+def episodes(ctx: Context) -> list[StallEpisode]:
+    """All stalls, merging record-based and row-based evidence."""
+    rows = ctx.rows
+    tol = ctx.interval_s + ctx.rules.number("stalls", "recovery_log_tolerance_h") * HOUR
+    joined = contiguous(rows)
+    # record episodes: a stall record opens, the next recovery record closes
+    rec_eps: list[StallEpisode] = []
+    orphans: list[Mark] = []
+    stream = sorted([(m.time_s, 0, m) for m in ctx.ep.stalls]
+                    + [(m.time_s, 1, m) for m in ctx.ep.recoveries], key=lambda x: (x[0], x[1]))
+    open_ep: StallEpisode | None = None
+    for _, kind, m in stream:
+        if kind == 0:
+            if open_ep is None:
+                open_ep = StallEpisode(m.time_s, record=m)
+                rec_eps.append(open_ep)
+        elif open_ep is not None:
+            open_ep.recovery = m
+            open_ep = None
+        else:
+            orphans.append(m)
+    # row runs
+    out: list[StallEpisode] = []
+    used: set[int] = set()
+    s_arr = rows["start_s"].to_numpy() if len(rows) else np.zeros(0)
+    e_arr = rows["end_s"].to_numpy() if len(rows) else np.zeros(0)
+    st_arr = rows["stalled_s"].to_numpy() if len(rows) else np.zeros(0)
+    iv_arr = rows["interval_s"].to_numpy() if len(rows) else np.zeros(0)
+    for a, b in _row_runs(ctx):
+        start = int(e_arr[a] - st_arr[a])
+        partial_last = st_arr[b] < iv_arr[b] - 1
+        if partial_last:
+            rotor_end = int(s_arr[b] + st_arr[b]) if b > a else None
+        elif b + 1 < len(rows) and joined[b + 1]:
+            rotor_end = int(e_arr[b])
+        else:
+            rotor_end = None
+        ep = None
+        for j, r in enumerate(rec_eps):
+            if j in used:
+                continue
+            hi = (rotor_end if rotor_end is not None else e_arr[b]) + tol
+            if start - tol <= r.start_s <= hi:
+                ep = r
+                used.add(j)
+                break
+        if ep is None:
+            ep = StallEpisode(start)
+            ep.notes.append("the log has no motor-stall record for it (seen only in the delivery rows)")
+            for m in orphans:
+                if start - tol <= m.time_s:
+                    ep.recovery = m
+                    orphans.remove(m)
+                    break
+        if b == a and partial_last:
+            rotor_end = int(ep.start_s + st_arr[b])
+        ep.rotor_end_s = rotor_end
+        ep.last_stalled_row_end_s = int(e_arr[b])
+        ep.rows = list(range(a, b + 1))
+        out.append(ep)
+    for j, r in enumerate(rec_eps):
+        if j not in used:
+            r.notes.append("no delivery rows cover it: rotor behaviour unknown")
+            r.missed_known = False
+            out.append(r)
+    out.sort(key=lambda e: e.start_s)
+    _finish(ctx, out)
+    return out
+
+
+def _finish(ctx: Context, eps: list[StallEpisode]) -> None:
+    rows, now, st = ctx.rows, ctx.now_s, ctx.log.status
+    margin = ctx.rules.number("stalls", "procedure_margin_h") * HOUR
+    last = eps[-1] if eps else None
+    for ep in eps:
+        if ep.rotor_end_s is not None:
+            ep.end_s = ep.rotor_end_s
+        elif ep.rows:  # stalled to the last row the log has
+            rec_after = (ep.recovery is not None
+                         and ep.recovery.time_s >= ep.last_stalled_row_end_s - ctx.interval_s)
+            if ep is last and st.motor_stalled and ctx.log.status_ok:
+                ep.ongoing = True
+            elif rec_after:
+                ep.end_s = ep.recovery.time_s
+            elif ep is last and not ctx.log.status_ok:
+                ep.ongoing = True
+                ep.notes.append("status snapshot damaged: cannot tell if the rotor turns now")
+            else:
+                ep.end_s = now if ep is last else ep.last_stalled_row_end_s
+                ep.notes.append("rotor restarted after the last delivery row")
+        else:  # record only
+            if ep.recovery is not None:
+                ep.end_s = ep.recovery.time_s
+            elif ep is last and (st.motor_stalled or not ctx.log.status_ok):
+                ep.ongoing = True
+        if ep.ongoing:
+            ep.end_s = None
+        missed = 0.0
+        if ep.rows:
+            r = rows.iloc[ep.rows]
+            missed = float(np.clip(r["commanded_mcg"] - r["rotor_mcg"], 0, None).sum())
+        end_rows = ep.last_stalled_row_end_s or ep.start_s
+        tail_end = now if ep.ongoing else (ep.end_s or end_rows)
+        if tail_end > end_rows:  # beyond the rows: what the program asked for
+            missed += float(ctx.rec.prescribed_mcg.integral(max(end_rows, ep.start_s), tail_end))
+        ep.missed_mcg = missed
+        for p in ctx.procedures:
+            if p.start_s - margin <= ep.start_s <= p.end_s + margin:
+                ep.procedure = p
+                break
+
+
+def _explain(ep: StallEpisode, dose: float, now: int, mri_max_h: float) -> str:
+    dur = (ep.end_s if ep.end_s is not None else now) - ep.start_s
+    cause = (f"during/after the {ep.procedure.kind.upper()} of {fmt(ep.procedure.start_s)}"
+             if ep.procedure else "with no procedure to explain it (spontaneous)")
+    state = ("and is STILL STALLED at interrogation: no drug is being delivered"
+             if ep.ongoing else f"until {fmt(ep.end_s)}")
+    text = (f"Motor stall from {fmt(ep.start_s)} {state} ({hours(dur)}), {cause}. "
+            f"About {ep.missed_mcg:.0f} mcg of baclofen was not delivered "
+            f"({pct(ep.missed_mcg / dose if dose else None)} of the {dose:g} mcg daily dose).")
+    if ep.procedure is not None and ep.procedure.kind == "mri":
+        after = ((ep.end_s if ep.end_s is not None else now) - ep.procedure.end_s) / HOUR
+        if after > mri_max_h:
+            text += (f" The rotor stayed stalled {after:.0f} h after the scan, longer than the "
+                     f"delays of up to {mri_max_h:g} h reported after MRI: the motor may not "
+                     "recover on its own; contact the manufacturer.")
+    if ep.notes:
+        text += " Note: " + "; ".join(ep.notes) + "."
+    return text
+
+
+def _evidence(ctx: Context, ep: StallEpisode) -> tuple[int, ...]:
+    ev = [m.offset for m in (ep.record, ep.recovery) if m is not None]
+    return tuple(sorted(set(ev + list(offsets(ctx.rows, ep.rows)))))
+
+
+def detect(ctx: Context) -> list[Finding]:
+    """motor_stall, stall_ongoing, stall_recovery_unlogged, long_stall, intermittent_stalls."""
+    eps = episodes(ctx)
+    now = ctx.now_s
+    r = ctx.rules
+    tol = ctx.interval_s + r.number("stalls", "recovery_log_tolerance_h") * HOUR
+    long_h = r.number("pump", "stall_over_infusion_risk_h")
+    out: list[Finding] = []
+    for ep in eps:
+        dose = ctx.rec.daily_dose_at(ep.start_s)
+        ev = _evidence(ctx, ep)
+        latency = None
+        if ep.procedure is not None and ep.end_s is not None:
+            latency = (ep.end_s - ep.procedure.end_s) / HOUR
+        details = {"cause": "procedure" if ep.procedure else "spontaneous",
+                   "procedure": ep.procedure.kind if ep.procedure else None,
+                   "recovery_latency_h": latency, "notes": list(ep.notes)}
+        out.append(Finding(
+            "motor_stall", "critical" if ep.ongoing else "warning", ep.start_s, ep.end_s,
+            _explain(ep, dose, now, r.number("stalls", "expected_mri_recovery_h")),
+            ongoing=ep.ongoing, evidence=ev,
+            missed_mcg=ep.missed_mcg if ep.missed_known else None, daily_dose_mcg=dose or None,
+            direction="withdrawal", details=details))
+        if ep.ongoing:
+            out.append(Finding(
+                "stall_ongoing", "critical", ep.start_s, None,
+                f"The rotor has been stalled since {fmt(ep.start_s)} and was still stalled at "
+                f"interrogation ({hours(now - ep.start_s)}): the pump is not delivering baclofen. "
+                "Withdrawal is likely unless the stall is resolved.",
+                ongoing=True, evidence=ev, missed_mcg=ep.missed_mcg, daily_dose_mcg=dose or None,
+                direction="withdrawal", details=details))
+        dur_h = ((ep.end_s if ep.end_s is not None else now) - ep.start_s) / HOUR
+        if dur_h > long_h:
+            out.append(Finding(
+                "long_stall", "warning", ep.start_s, ep.end_s,
+                f"The stall lasted {hours(dur_h * HOUR)}, longer than {long_h:g} h: stalls this "
+                "long are a risk factor for later over-infusion (manufacturer update 2016); "
+                "watch for overdose after the motor restarts and check the next refill volume.",
+                ongoing=ep.ongoing, evidence=ev, daily_dose_mcg=dose or None, direction="overdose",
+                details={"duration_h": dur_h}))
+        out.extend(_unlogged(ctx, ep, tol, ev, dose))
+    out.extend(_intermittent(ctx, eps))
+    return out
+
+
+def _unlogged(ctx: Context, ep: StallEpisode, tol: float, ev: tuple[int, ...],
+              dose: float) -> list[Finding]:
+    """The recovery record disagrees with the rotor, and still did at interrogation."""
+    now = ctx.now_s
+    if ep.record is None:
+        return []
+    rec = ep.recovery
+    late = rec is None or rec.time_s >= now - tol  # not logged before this interrogation
+    if ep.rotor_end_s is not None and late and (rec is None or rec.time_s - ep.rotor_end_s > tol):
+        when = ("was never logged" if rec is None
+                else f"was only logged at this interrogation ({fmt(rec.time_s)})")
+        return [Finding(
+            "stall_recovery_unlogged", "warning", ep.rotor_end_s, None if rec is None else rec.time_s,
+            f"The delivery rows show the rotor turning again from {fmt(ep.rotor_end_s)}, but "
+            f"the motor-stall recovery {when}. The pump's own alarm state may be stale; "
+            "confirm the motor is running with the programmer and re-interrogate later.",
+            ongoing=rec is None, evidence=ev, daily_dose_mcg=dose or None, direction="unknown",
+            details={"type": "rotor_turning_no_record"})]
+    still = [i for i in ep.rows if ctx.rows["start_s"].iat[i] >= rec.time_s + tol] if rec else []
+    if rec is not None and still and (ep.rotor_end_s is None or ep.rotor_end_s >= now - tol):
+        after = [i for i in ep.rows if ctx.rows["start_s"].iat[i] >= rec.time_s]
+        missed = float(np.clip(ctx.rows["commanded_mcg"].iloc[after]
+                               - ctx.rows["rotor_mcg"].iloc[after], 0, None).sum())
+        return [Finding(
+            "stall_recovery_unlogged", "critical", rec.time_s, ep.end_s,
+            f"A motor-stall recovery was logged at {fmt(rec.time_s)}, but the delivery rows "
+            "show the rotor still not turning after it (as when the pump is left in telemetry "
+            "mode while alarming). Delivery resumes only when the pump is interrogated.",
+            ongoing=ep.ongoing, evidence=ev, missed_mcg=missed, daily_dose_mcg=dose or None,
+            direction="withdrawal", details={"type": "record_but_rotor_stalled"})]
+    return []
+
+
+def _intermittent(ctx: Context, eps: list[StallEpisode]) -> list[Finding]:
+    n = int(ctx.rules.number("stalls", "intermittent_count"))
+    window = ctx.rules.number("stalls", "intermittent_window_days") * 86_400
+    spont = [e for e in eps if e.procedure is None]
+    clusters: list[list[StallEpisode]] = []
+    for i in range(len(spont)):
+        group = [e for e in spont[i:] if e.start_s - spont[i].start_s <= window]
+        if len(group) >= n:
+            if clusters and any(x is y for x in group for y in clusters[-1]):
+                clusters[-1] = sorted({id(x): x for x in clusters[-1] + group}.values(),
+                                      key=lambda x: x.start_s)
+            else:
+                clusters.append(group)
+    out = []
+    for c in clusters:
+        last = c[-1]
+        missed = sum(e.missed_mcg for e in c)
+        dose = ctx.rec.daily_dose_at(c[0].start_s)
+        ev = tuple(sorted({o for e in c for o in _evidence(ctx, e)[:2]}))
+        out.append(Finding(
+            "intermittent_stalls", "critical" if last.ongoing else "warning", c[0].start_s,
+            last.end_s,
+            f"{len(c)} separate motor stalls between {fmt(c[0].start_s)} and "
+            f"{fmt(last.end_s if last.end_s is not None else last.start_s)} with no procedure to "
+            "explain them: repeated stalls are a sign of motor failure (shaft wear, gear "
+            "corrosion). Contact the manufacturer; pump replacement may be needed.",
+            ongoing=last.ongoing, evidence=ev, missed_mcg=missed, daily_dose_mcg=dose or None,
+            direction="withdrawal", details={"count": len(c)}))
+    return out

@@ -1,0 +1,291 @@
+"""Withdrawal and overdose risk from the findings and the CSF estimate, with the guideline's
+actions for each (CHW ITB practice guideline, sections 5.1.3-5.1.4 and 5.2.3-5.2.4).
+
+Levels, lowest first: none, cannot_rule_out, low, moderate, high.  Each finding grades one
+or both risks by what it is, whether it is ongoing or recent (``[risk] recent_days``), and
+the drug missed or in excess per day as a share of the daily dose.  Missing or damaged
+history lifts both risks to at least ``cannot_rule_out``: never ``none``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from .context import Context
+from .findings import Finding
+from .rules import Rules
+from .timeutil import DAY, HOUR, to_seconds
+
+LEVELS: tuple[str, ...] = ("none", "cannot_rule_out", "low", "moderate", "high")
+RiskKind = Literal["withdrawal", "overdose"]
+
+
+def level_max(levels: Iterable[str]) -> str:
+    """The highest of ``levels`` (``none`` if empty)."""
+    return max(levels, key=LEVELS.index, default="none")
+
+
+@dataclass(frozen=True)
+class Action:
+    """One guideline action with its section number."""
+
+    section: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"[{self.section}] {self.text}"
+
+
+@dataclass(frozen=True)
+class Risk:
+    """A risk level with the reasons behind it and what the guideline says to do."""
+
+    kind: RiskKind
+    level: str
+    reasons: tuple[str, ...]
+    actions: tuple[Action, ...]
+    finding_kinds: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        """Plain dict."""
+        return {"kind": self.kind, "level": self.level, "reasons": list(self.reasons),
+                "actions": [{"section": a.section, "text": a.text} for a in self.actions],
+                "finding_kinds": list(self.finding_kinds)}
+
+
+def _share_level(share: float | None, recent: bool, r: Rules, floor: str = "none") -> str:
+    """Level for a share of the daily dose (per day): high/moderate only if recent; below
+    ``low_share`` the ``floor`` (an unknown share counts as low)."""
+    if share is None:
+        return level_max([floor, "low"])
+    if recent and share >= r.number("risk", "high_share"):
+        lvl = "high"
+    elif recent and share >= r.number("risk", "moderate_share"):
+        lvl = "moderate"
+    elif share >= r.number("risk", "low_share"):
+        lvl = "low"
+    else:
+        lvl = "none"
+    return level_max([lvl, floor])
+
+
+def _per_day(f: Finding, mcg: float | None, now: int) -> float | None:
+    """Drug as a share of the daily dose per day of the finding (acute if under a day)."""
+    if mcg is None or not f.daily_dose_mcg:
+        return None
+    days = max(1.0, (f.duration_h(now) or 0.0) / 24.0)
+    return mcg / f.daily_dose_mcg / days
+
+
+def grade(f: Finding, ctx: Context) -> tuple[str, str]:
+    """(withdrawal level, overdose level) this finding supports."""
+    r, now = ctx.rules, ctx.now_s
+    recent = f.ongoing or ctx.recent(f.end_s)
+    miss = _per_day(f, f.missed_mcg, now)
+    exc = _per_day(f, f.excess_mcg, now)
+    k = f.kind
+    last_refill = max((x.time_s for x in ctx.ep.refills), default=None)
+    if k == "history_gap":
+        return "cannot_rule_out", "cannot_rule_out"
+    if k in ("stall_ongoing", "battery_eos"):
+        return "high", "none"
+    if k in ("motor_stall", "empty_reservoir", "pump_stopped"):
+        return ("high" if f.ongoing else _share_level(miss, recent, r)), "none"
+    if k == "stall_recovery_unlogged":
+        if f.details.get("type") == "record_but_rotor_stalled":
+            return ("high" if f.ongoing else _share_level(miss, recent, r)), "none"
+        return "low", "none"
+    if k == "intermittent_stalls":
+        return ("high" if f.ongoing else "moderate"), "none"
+    if k == "long_stall":
+        return "none", "low"
+    if k == "rotor_shortfall":
+        return _share_level(miss, recent, r), "none"
+    if k in ("refill_under_delivery", "refill_over_infusion"):
+        latest = f.end_s == last_refill  # the pump may still be doing it
+        if f.details.get("drug_missing"):  # not a rate fault: the reservoir ran dry
+            return _share_level(miss, latest or recent, r, floor="low"), "none"
+        w = _share_level(miss, latest or recent, r, floor="low") \
+            if k == "refill_under_delivery" else "low"
+        o = _share_level(exc, latest or recent, r, floor="low") \
+            if k == "refill_over_infusion" else "none"
+        if f.details.get("may_have_run_dry"):
+            w = level_max([w, "moderate" if recent else "low"])
+        return w, o
+    if k == "reservoir_low_before_refill":
+        return "moderate", "none"
+    if k == "refill_overdue":
+        return ("moderate" if f.ongoing else "low"), "none"
+    if k == "battery_eri":
+        eos = f.details.get("projected_eos_s")
+        soon = eos is not None and eos - now <= r.number("risk", "eri_warning_days") * DAY
+        return ("moderate" if soon else "low"), "none"
+    if k in ("unexpected_bolus", "ptm_over_limit"):
+        return "none", _share_level(f.excess_share, recent, r, floor="low")
+    if k == "over_delivery":
+        return "none", _share_level(exc, recent, r)
+    if k == "titration_violation":
+        if f.details.get("unit_error"):
+            lvl = "high" if recent else "low"
+            return (lvl, "none") if f.direction == "withdrawal" else ("none", lvl)
+        above_max = bool(f.details.get("above_max"))
+        o = _share_level(exc, recent, r, floor="moderate" if above_max and f.ongoing else "low")
+        return "none", o
+    if k == "concentration_mismatch":
+        factor = f.details.get("factor")
+        if f.ongoing and factor:
+            lvl = _share_level(abs(factor - 1.0), True, r, floor="low")
+        else:
+            lvl = _share_level(miss if f.direction == "withdrawal" else exc, recent, r, floor="low")
+        return (lvl, "none") if f.direction == "withdrawal" else ("none", lvl)
+    if k == "restart_full_dose":
+        return "none", ("high" if ctx.recent(f.start_s) else "low")
+    return "none", "none"
+
+
+def _longest_run_h(mask: np.ndarray, dt_h: float) -> tuple[float, bool]:
+    """Longest run of True (hours) and whether a run reaches the end."""
+    best = cur = 0
+    for v in mask:
+        cur = cur + 1 if v else 0
+        best = max(best, cur)
+    return best * dt_h, bool(len(mask) and mask[-1])
+
+
+def csf_levels(csf: pd.DataFrame, ctx: Context) -> tuple[str, str, list[str], list[str]]:
+    """Withdrawal and overdose levels from the estimated CSF level (and the reasons)."""
+    r = ctx.rules
+    if csf.empty:
+        return "none", "none", [], []
+    start = to_seconds(csf.index)
+    dt_h = float(np.median(np.diff(start)) / HOUR) if len(csf) > 1 else 1.0
+    rel = csf["relative"].to_numpy(dtype=float)
+    ok = csf["settled"].to_numpy(dtype=bool) & np.isfinite(rel)
+    recent = start >= ctx.now_s - r.number("risk", "recent_days") * DAY
+    out_w, out_o, rw, ro = "none", "none", [], []
+    for name, mask in (("drop", ok & (rel < r.number("risk", "csf_drop_fraction"))),
+                       ("rise", ok & (rel > r.number("risk", "csf_rise_fraction")))):
+        min_h = r.number("risk", f"csf_{name}_min_hours")
+        h_all, _ = _longest_run_h(mask, dt_h)
+        h_recent, at_end = _longest_run_h(mask & recent, dt_h)
+        if h_all < min_h:
+            continue
+        lvl = "high" if at_end and h_recent >= min_h else "moderate" if h_recent >= min_h else "low"
+        frac = r.number("risk", "csf_drop_fraction" if name == "drop" else "csf_rise_fraction")
+        text = (f"estimated CSF baclofen {'below' if name == 'drop' else 'above'} "
+                f"{100 * frac:.0f}% of the prescribed level for up to {h_all:.0f} h"
+                + (" (still at interrogation)" if at_end and h_recent >= min_h else
+                   " in the last days" if h_recent >= min_h else " (earlier in the log)"))
+        if name == "drop":
+            out_w, rw = lvl, [text]
+        else:
+            out_o, ro = lvl, [text]
+    return out_w, out_o, rw, ro
+
+
+def _oral_baclofen(r: Rules, weight_kg: float | None) -> str:
+    w = r.get("withdrawal_oral_baclofen", "weight_threshold_kg")
+    rep = r.get("withdrawal_oral_baclofen", "repeat_hours")
+    every = f"{rep[0]}-{rep[-1]}"
+    under = (f"{r.get('withdrawal_oral_baclofen', 'under_stat_mg')} mg stat then every {every} h, "
+             f"maximum {r.get('withdrawal_oral_baclofen', 'under_max_mg_day')} mg/day")
+    over = (f"{r.get('withdrawal_oral_baclofen', 'over_stat_mg')} mg stat then every {every} h, "
+            f"maximum {r.get('withdrawal_oral_baclofen', 'over_max_mg_day')} mg/day")
+    if weight_kg is None:
+        return (f"Oral baclofen: under {w} kg {under}; {w} kg or more {over} (weight not given). "
+                "Give it even though the pump may still be delivering.")
+    dose = under if weight_kg < w else over
+    return (f"Oral baclofen for {weight_kg:g} kg: {dose}. Give it even though the pump may still "
+            "be delivering.")
+
+
+def withdrawal_actions(r: Rules, weight_kg: float | None) -> tuple[Action, ...]:
+    """Guideline 5.1.3-5.1.4 with the numbers from the rules file."""
+    c = lambda k: r.get("contacts", k)  # noqa: E731
+    adj = lambda k: r.get("withdrawal_adjuncts", k)  # noqa: E731
+    dz, dzi = adj("diazepam_mg"), adj("diazepam_interval_h")
+    return (
+        Action("5.1", "Baclofen withdrawal is a medical emergency; symptoms evolve over 1-3 "
+                      "days (more spasms and tone, pruritus, fever, sweating, agitation, "
+                      "tachycardia, BP change)."),
+        Action("5.1.3.1", f"Call the Kids Rehab CNC ({c('kids_rehab_cnc')}) or Fellow on call "
+                          f"({c('kids_rehab_fellow')}); after hours the Kids Rehab physician on "
+                          "call via switchboard."),
+        Action("5.1.3.3", "DO NOT perform a lumbar puncture: it can damage the catheter."),
+        Action("5.1.3.5", "Look for other causes: swelling, redness or tenderness over the pump "
+                          "or the lumbar wound, pain triggers, infection, allergic reaction."),
+        Action("5.1.3.6", "X-ray the pump and the whole catheter to its tip (AP and lateral/"
+                          "oblique views of the pump, upper thoracic/cervical spine)."),
+        Action("5.1.4.1", _oral_baclofen(r, weight_kg)),
+        Action("5.1.4.2", f"Cyproheptadine {adj('cyproheptadine_mg')} mg orally "
+                          f"{adj('cyproheptadine_interval_h')}-hourly for pruritus, up to "
+                          f"{adj('cyproheptadine_max_mg')} mg {adj('cyproheptadine_interval_h')}-hourly."),
+        Action("5.1.4.3", f"Diazepam {dz[0]}-{dz[-1]} mg every {dzi[0]}-{dzi[-1]} h as required "
+                          "for spasms, agitation and anxiety."),
+        Action("5.1.4.4", "Signs of dystonic status: consider IV medication in PICU; escalate to "
+                          "the PICU registrar/fellow; ensure hydration."),
+    )
+
+
+def overdose_actions(r: Rules) -> tuple[Action, ...]:
+    """Guideline 5.2.3-5.2.4."""
+    c = lambda k: r.get("contacts", k)  # noqa: E731
+    return (
+        Action("5.2", "There is no antidote. Signs: drowsiness to coma, dizziness, hypotonia, "
+                      "slow breathing to apnoea, brady- or tachycardia, seizures, BP instability."),
+        Action("5.2.3.1", f"Call the Kids Rehab CNC ({c('kids_rehab_cnc')}) or Fellow on call "
+                          f"({c('kids_rehab_fellow')}); call the Kids Rehab physician on call as "
+                          "soon as the child is assessed in ED."),
+        Action("5.2.3.3", f"Poisons Information Centre: {c('poisons_information')}."),
+        Action("5.2.3.4", "Exclude sepsis, electrolyte imbalance or hypoglycaemia, an "
+                          "intracranial event, seizures, and enteral drug overdose; FBC, CRP, ESR, "
+                          "CK, EUC, LFTs, blood cultures, glucose; consider drug levels."),
+        Action("5.2.3.6", "Consider neuroimaging. DO NOT perform a lumbar puncture."),
+        Action("5.2.4.1", "Supportive care; stop further drug administration (program the pump "
+                          "to stop) and reduce the drug in the CSF."),
+        Action("5.2.4.4", "Remove the residual solution from the pump reservoir and catheter."),
+        Action("5.2.4.5", "Intubate and ventilate for respiratory depression until the drug is "
+                          "eliminated; support cardiovascular function; give IV diazepam "
+                          "cautiously for convulsions."),
+    )
+
+
+def assess(findings: list[Finding], ctx: Context, csf: pd.DataFrame,
+           weight_kg: float | None, incomplete_reasons: list[str]) -> dict[str, Risk]:
+    """Both risks, each with reasons and actions."""
+    levels: dict[str, list[tuple[str, str, str]]] = {"withdrawal": [], "overdose": []}
+    for f in findings:
+        w, o = grade(f, ctx)
+        when = f.start.strftime("%Y-%m-%d %H:%M") if f.start else "time unknown"
+        label = f"{f.kind.replace('_', ' ')} ({when})"
+        levels["withdrawal"].append((w, label, f.kind))
+        levels["overdose"].append((o, label, f.kind))
+    cw, co, rw, ro = csf_levels(csf, ctx)
+    levels["withdrawal"] += [(cw, t, "csf_estimate") for t in rw]
+    levels["overdose"] += [(co, t, "csf_estimate") for t in ro]
+    out: dict[str, Risk] = {}
+    for kind, items in levels.items():
+        lvl = level_max(x[0] for x in items)
+        reasons = [f"{x[1]}: {x[0]}" for x in sorted(items, key=lambda x: -LEVELS.index(x[0]))
+                   if x[0] != "none"]
+        if incomplete_reasons and LEVELS.index(lvl) < LEVELS.index("cannot_rule_out"):
+            lvl = "cannot_rule_out"
+        if incomplete_reasons:
+            reasons += [f"incomplete information: {x}" for x in incomplete_reasons]
+        if lvl == "none":
+            reasons.append("nothing in the log points to it (see the limitations: telemetry "
+                           "cannot show catheter problems or over-infusion since the last refill)")
+        acts: tuple[Action, ...] = ()
+        if lvl != "none":
+            acts = withdrawal_actions(ctx.rules, weight_kg) if kind == "withdrawal" \
+                else overdose_actions(ctx.rules)
+            if lvl in ("cannot_rule_out", "low"):
+                acts = (Action("note", f"If the child shows signs of {kind}, act as below."), *acts)
+        kinds = tuple(sorted({x[2] for x in items if x[0] not in ("none",)}))
+        out[kind] = Risk(kind, lvl, tuple(reasons), acts, kinds)  # type: ignore[arg-type]
+    return out
