@@ -24,6 +24,35 @@ from .records import (
 _KNOWN_ALARM_BITS = sum(1 << int(a) for a in Alarm)
 
 
+def _lenient(struct: cs.Struct) -> cs.Struct:
+    """The same layout with text fields read as raw bytes (for damaged text)."""
+    subs = []
+    for sc in struct.subcons:
+        inner = sc.subcon
+        if isinstance(inner, cs.StringEncoded):
+            subs.append(sc.name / cs.Bytes(inner.sizeof()))
+        else:
+            subs.append(sc)
+    return cs.Struct(*subs)
+
+
+_LENIENT: dict[int, cs.Struct] = {}
+
+
+def _parse(struct: cs.Struct, data: bytes) -> cs.Container:
+    """Parse with the reference declaration; a text field damaged into non-ASCII bytes is
+    decoded with replacement characters instead (its CRC then reports the damage)."""
+    try:
+        return struct.parse(data)
+    except cs.StringError:
+        lenient = _LENIENT.setdefault(id(struct), _lenient(struct))
+        c = lenient.parse(data)
+        for sc in struct.subcons:
+            if isinstance(sc.subcon, cs.StringEncoded):
+                c[sc.name] = c[sc.name].split(b"\0", 1)[0].decode("ascii", "replace")
+        return c
+
+
 def encode_header(h: Header, page_count: int) -> bytes:
     """The 128 header bytes for ``h`` with ``page_count`` pages stored, CRC included."""
     data = fmt.Header.build(
@@ -56,7 +85,7 @@ def decode_header(data: bytes) -> tuple[Header, bool]:
 
     Raises ``construct.ConstError`` for a wrong magic (the caller turns it into a message).
     """
-    c = fmt.Header.parse(data)
+    c = _parse(fmt.Header, data)
     ok = crc32c(data[: fmt.HEADER_SIZE - 4]) == c.crc
     header = Header(
         model_ml=c.model_ml,
@@ -78,7 +107,7 @@ def decode_header(data: bytes) -> tuple[Header, bool]:
 
 def header_layout(data: bytes) -> cs.Container:
     """The raw construct container of a header (sizes the reader must check)."""
-    return fmt.Header.parse(data)
+    return _parse(fmt.Header, data)
 
 
 def encode_status(s: Status) -> bytes:
@@ -129,7 +158,7 @@ def encode_status(s: Status) -> bytes:
 
 def decode_status(data: bytes) -> tuple[Status, bool]:
     """Parse 256 status bytes; returns the status and whether its CRC matched."""
-    c = fmt.Status.parse(data)
+    c = _parse(fmt.Status, data)
     ok = crc32c(data[: fmt.STATUS_SIZE - 4]) == c.crc
     n_steps = min(c.flex_step_count, fmt.MAX_FLEX_STEPS)
     steps = tuple(
