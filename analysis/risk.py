@@ -261,7 +261,7 @@ def assess(findings: list[Finding], ctx: Context, csf: pd.DataFrame,
     levels: dict[str, list[tuple[str, str, str]]] = {"withdrawal": [], "overdose": []}
     for f in findings:
         w, o = grade(f, ctx)
-        when = f.start.strftime("%Y-%m-%d %H:%M") if f.start else "time unknown"
+        when = f.start.strftime("%Y-%m-%d %H:%M UTC") if f.start else "time unknown"
         label = f"{f.kind.replace('_', ' ')} ({when})"
         levels["withdrawal"].append((w, label, f.kind))
         levels["overdose"].append((o, label, f.kind))

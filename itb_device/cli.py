@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 # sub-command -> module in itb_device.commands; each has register(parser) and run(args).
 COMMANDS: dict[str, str] = {
+    "check": "The two-hour check after an MRI or surgery with diathermy: verdict, evidence, actions",
     "decode": "Decode an interrogation log (.itblog) into tables",
     "simulate": "Run a pump scenario and write its log and ground truth",
     "pump-sim": "Serve a simulated pump (or a saved log) over a pseudo-terminal or TCP",

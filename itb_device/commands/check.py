@@ -1,0 +1,168 @@
+"""``itb check``: the two-hour check after an MRI or surgery with diathermy (guideline 2).
+
+Prints a verdict (OK, REVIEW or URGENT), what happened in plain clinical language, the
+evidence with times, the withdrawal and overdose risk with the guideline's actions, and what
+telemetry cannot show.  Times typed by the user are local wall-clock time (the machine's zone,
+or ``--tz``) unless they carry an offset; output times are in the same zone and labelled.
+Exit status 0 when the check ran, whatever the verdict (``--fail-on`` for scripts), 2 for bad
+arguments or an unreadable log.  Loads no plotting library unless ``--report`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    """Add the check options."""
+    p.add_argument("log", type=Path, help="interrogation log (.itblog)")
+    p.add_argument("--after", required=True, choices=("mri", "diathermy"), help="the procedure")
+    p.add_argument("--end", required=True, metavar="TIME",
+                   help="when the procedure ended, e.g. '2026-03-10 15:00' (local) or with an offset")
+    p.add_argument("--start", metavar="TIME", help="when it started (default: assumed from --end)")
+    p.add_argument("--weight-kg", type=float, help="the child's weight, for the oral baclofen dose")
+    p.add_argument("--tz", help="time zone for typed and shown times (default: the machine's), "
+                   "e.g. Australia/Sydney")
+    p.add_argument("--json", action="store_true", help="print the documented JSON (docs/check-json.md)")
+    p.add_argument("--report", type=Path, metavar="FILE", help="also write a printable report (.pdf or .html)")
+    p.add_argument("--fail-on", choices=("review", "urgent"),
+                   help="exit 1 when the verdict is at least this (for scripts)")
+    p.add_argument("--rules", type=Path, help="a hospital's clinical rules file (TOML)")
+
+
+def local_zone(name: str | None) -> dt.tzinfo:
+    """``name`` (IANA), else $TZ, else the machine's zone (/etc/localtime), else UTC."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from itb_device.cli import UserError
+
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise UserError(f"--tz {name!r} is not a known time zone (e.g. Australia/Sydney, UTC)") from exc
+    env = os.environ.get("TZ", "").lstrip(":")
+    if env:
+        try:
+            return ZoneInfo(env)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        with open("/etc/localtime", "rb") as f:
+            return ZoneInfo.from_file(f, key="localtime")
+    except (OSError, ValueError):
+        return dt.UTC
+
+
+def parse_user_time(text: str, zone: dt.tzinfo, option: str) -> dt.datetime:
+    """A typed time: ISO-like, local to ``zone`` unless it carries an offset."""
+    from itb_device.cli import UserError
+
+    cleaned = text.strip().replace("Z", "+00:00")
+    try:
+        t = dt.datetime.fromisoformat(cleaned)
+    except ValueError as exc:
+        raise UserError(f"{option} {text!r}: use a date and time such as '2026-03-10 15:00' "
+                        "or '2026-03-10T15:00+11:00'") from exc
+    return t.replace(tzinfo=zone) if t.tzinfo is None else t
+
+
+def formatter(zone: dt.tzinfo) -> Any:
+    """Unix seconds -> 'YYYY-MM-DD HH:MM ZONE' in the user's zone."""
+    def fmt(seconds: int | None) -> str:
+        if seconds is None:
+            return "unknown"
+        t = dt.datetime.fromtimestamp(int(seconds), zone)
+        return t.strftime("%Y-%m-%d %H:%M ") + (t.tzname() or t.strftime("%z"))
+    return fmt
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the check and print it."""
+    from itb_device.cli import UserError
+
+    zone = local_zone(args.tz)
+    end = parse_user_time(args.end, zone, "--end")
+    start = parse_user_time(args.start, zone, "--start") if args.start else None
+    if start is not None and start > end:
+        raise UserError("--start is after --end")
+    if args.weight_kg is not None and not 0 < args.weight_kg < 250:
+        raise UserError("--weight-kg must be a weight in kilograms")
+    if args.report is not None and args.report.suffix.lower() not in (".pdf", ".html", ".htm"):
+        raise UserError("--report needs a .pdf or .html file name")
+
+    from analysis.check import check
+    from analysis.rules import get_rules
+    from parsers import read_log
+
+    try:
+        rules = get_rules(args.rules)
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    log = read_log(args.log)
+    fmt = formatter(zone)
+    result = check(log, args.after, end, start, weight_kg=args.weight_kg, rules=rules, fmt_time=fmt)
+    if args.json:
+        print(json.dumps(result.to_dict(zone), indent=1))
+    else:
+        sys.stdout.write(render_text(result, log, fmt, colour=_colour_ok()))
+    if args.report is not None:
+        from analysis.reports import write_check_report
+
+        write_check_report(result, log, args.report, zone)
+        print(f"report written to {args.report}", file=sys.stderr)
+    rank = {"OK": 0, "REVIEW": 1, "URGENT": 2}
+    if args.fail_on and rank[result.verdict] >= {"review": 1, "urgent": 2}[args.fail_on]:
+        return 1
+    return 0
+
+
+def _colour_ok() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+_COLOURS = {"OK": "\033[1;32m", "REVIEW": "\033[1;33m", "URGENT": "\033[1;41;97m"}
+
+
+def render_text(result: Any, log: Any, fmt: Any, colour: bool = False) -> str:
+    """The check as plain text for a terminal (colour only for the verdict, when asked)."""
+    a = result.assessment
+    p = result.procedure
+    verdict = result.verdict
+    shown = f"{_COLOURS[verdict]} {verdict} \033[0m" if colour else verdict
+    out = [
+        f"ITB pump check after {'MRI' if p.kind == 'mri' else 'surgery with diathermy'}"
+        f"  -  pump {log.header.serial or 'unknown'} ({log.header.model_ml} mL)",
+        f"Procedure: {fmt(p.start_s)} to {fmt(p.end_s)}"
+        + ("  (start assumed)" if result.details.get("assumed_start") else ""),
+        f"Interrogated: {fmt(result.interrogated_s)} ({result.hours_after_end:.1f} h after the end)",
+        "",
+        f"VERDICT: {shown}",
+    ]
+    out += [f"  - {r}" for r in result.reasons]
+    out += [f"  (note: {n})" for n in result.notes]
+    out += ["", "WHAT HAPPENED"] + [f"  {line}" for line in result.summary]
+    for k in ("withdrawal", "overdose"):
+        r = a.risks[k]
+        out += ["", f"{k.upper()} RISK: {r.level.replace('_', ' ').upper()}"]
+        out += [f"  - {x}" for x in r.reasons]
+        if r.actions and r.level != "none":
+            out.append("  What the guideline says:")
+            out += [f"    [{x.section}] {x.text}" for x in r.actions]
+    out += ["", "EVIDENCE FROM THE LOG"]
+    if result.evidence:
+        out += [f"  {fmt(e.time_s)}  {e.text}  (byte {e.offset})" for e in result.evidence]
+    else:
+        out.append("  no logged events in the window")
+    if a.findings:
+        out += ["", "FINDINGS (whole log; times in UTC as logged)"]
+        out += [f"  * {f.kind.replace('_', ' ')} [{f.severity}]: {f.explanation}" for f in a.findings]
+    out += ["", "WHAT THE PUMP'S TELEMETRY CANNOT SHOW"] + [f"  - {x}" for x in a.limitations]
+    out += ["", a.disclaimer, ""]
+    return "\n".join(out)
