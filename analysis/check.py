@@ -97,8 +97,11 @@ class CheckResult:
             "reasons": list(self.reasons),
             "notes": list(self.notes),
             "summary": list(self.summary),
-            "procedure": {"kind": self.procedure.kind, "start": iso(self.procedure.start_s),
-                          "end": iso(self.procedure.end_s)},
+            "procedure": {
+                "kind": self.procedure.kind,
+                "start": iso(self.procedure.start_s),
+                "end": iso(self.procedure.end_s),
+            },
             "interrogated_at": iso(self.interrogated_s),
             "hours_after_procedure_end": round(self.hours_after_end, 2),
             "daily_dose_mcg": self.daily_dose_mcg,
@@ -107,16 +110,28 @@ class CheckResult:
             "excess_mcg": _round(self.excess_mcg),
             "excess_share_of_daily_dose": _round(share(self.excess_mcg), 4),
             "risks": {
-                k: {"level": r.level, "reasons": list(r.reasons),
-                    "actions": [{"section": x.section, "text": x.text} for x in r.actions]}
+                k: {
+                    "level": r.level,
+                    "reasons": list(r.reasons),
+                    "actions": [{"section": x.section, "text": x.text} for x in r.actions],
+                }
                 for k, r in a.risks.items()
             },
             "findings": [
-                {"kind": f.kind, "severity": f.severity, "start": iso(f.start_s), "end": iso(f.end_s),
-                 "ongoing": f.ongoing, "direction": f.direction, "missed_mcg": _round(f.missed_mcg),
-                 "excess_mcg": _round(f.excess_mcg), "missed_share_of_daily_dose": _round(f.missed_share, 4),
-                 "excess_share_of_daily_dose": _round(f.excess_share, 4), "explanation": f.explanation,
-                 "evidence_offsets": list(f.evidence)}
+                {
+                    "kind": f.kind,
+                    "severity": f.severity,
+                    "start": iso(f.start_s),
+                    "end": iso(f.end_s),
+                    "ongoing": f.ongoing,
+                    "direction": f.direction,
+                    "missed_mcg": _round(f.missed_mcg),
+                    "excess_mcg": _round(f.excess_mcg),
+                    "missed_share_of_daily_dose": _round(f.missed_share, 4),
+                    "excess_share_of_daily_dose": _round(f.excess_share, 4),
+                    "explanation": f.explanation,
+                    "evidence_offsets": list(f.evidence),
+                }
                 for f in a.findings
             ],
             "evidence": [{"time": iso(e.time_s), "text": e.text, "offset": e.offset} for e in self.evidence],
@@ -131,9 +146,15 @@ def _round(x: float | None, nd: int = 1) -> float | None:
     return None if x is None else round(float(x), nd)
 
 
-def check(log: InterrogationLog, kind: str, end: dt.datetime, start: dt.datetime | None = None,
-          weight_kg: float | None = None, rules: Rules | None = None,
-          fmt_time: Any = None) -> CheckResult:
+def check(
+    log: InterrogationLog,
+    kind: str,
+    end: dt.datetime,
+    start: dt.datetime | None = None,
+    weight_kg: float | None = None,
+    rules: Rules | None = None,
+    fmt_time: Any = None,
+) -> CheckResult:
     """Run the two-hour check for a procedure of ``kind`` (``mri`` or ``diathermy``) that
     ended at ``end`` (aware datetime).  ``fmt_time(seconds) -> str`` formats times in the
     user's zone for the summary (UTC, labelled, by default)."""
@@ -174,8 +195,11 @@ def check(log: InterrogationLog, kind: str, end: dt.datetime, start: dt.datetime
         if f.kind in NOT_DELIVERING and (f.ongoing or f.end_s is None):
             reasons_urgent.append(_NOT_DELIVERING_TEXT[f.kind])
     reasons_review += _coverage_reasons(log, a, proc, now_s, rules, fmt_time)
-    notes = [f"the {kind.upper()} start was not given; assumed {fmt_time(start_s)} for the drug sums"] \
-        if assumed_start else []
+    notes = (
+        [f"the {kind.upper()} start was not given; assumed {fmt_time(start_s)} for the drug sums"]
+        if assumed_start
+        else []
+    )
     in_window = [f for f in a.findings if _overlaps(f, start_s - HOUR, now_s)]
     for f in in_window:  # a stall that recovered is judged by the risk it left, above
         recovered_stall = f.kind == "motor_stall" and not f.ongoing and f.end_s is not None
@@ -186,9 +210,17 @@ def check(log: InterrogationLog, kind: str, end: dt.datetime, start: dt.datetime
     verdict = "URGENT" if reasons_urgent else "REVIEW" if reasons_review else "OK"
     summary = _summary(a, proc, now_s, daily, missed, excess, fmt_time, covered, stalled_now)
     return CheckResult(
-        verdict=verdict, reasons=_unique(reasons_urgent + reasons_review), procedure=proc,
-        interrogated_s=now_s, summary=summary, evidence=_evidence(log, start_s, now_s, rules),
-        missed_mcg=missed, excess_mcg=excess, daily_dose_mcg=daily, assessment=a, weight_kg=weight_kg,
+        verdict=verdict,
+        reasons=_unique(reasons_urgent + reasons_review),
+        procedure=proc,
+        interrogated_s=now_s,
+        summary=summary,
+        evidence=_evidence(log, start_s, now_s, rules),
+        missed_mcg=missed,
+        excess_mcg=excess,
+        daily_dose_mcg=daily,
+        assessment=a,
+        weight_kg=weight_kg,
         notes=notes,
         details={"assumed_start": assumed_start, "records_until_s": covered},
     )
@@ -221,8 +253,9 @@ def _daily_dose(tl: pd.DataFrame) -> float | None:
     return float(basal[ok][-24:].mean() * 24) if ok.any() else None
 
 
-def _window_drug(tl: pd.DataFrame, start_s: int, now_s: int,
-                 stalled_now: bool) -> tuple[float | None, float | None, int | None]:
+def _window_drug(
+    tl: pd.DataFrame, start_s: int, now_s: int, stalled_now: bool
+) -> tuple[float | None, float | None, int | None]:
     """Drug missed and in excess (rotor-confirmed against prescribed, mcg) from the start of
     the procedure to the interrogation, and the time up to which delivery records exist.
     The interval in progress at interrogation has no record yet: while the pump is stalled
@@ -250,18 +283,23 @@ def _window_drug(tl: pd.DataFrame, start_s: int, now_s: int,
     return missed, excess, covered
 
 
-def _coverage_reasons(log: InterrogationLog, a: Assessment, proc: Procedure, now_s: int, rules: Rules,
-                      fmt_time: Any) -> list[str]:
+def _coverage_reasons(
+    log: InterrogationLog, a: Assessment, proc: Procedure, now_s: int, rules: Rules, fmt_time: Any
+) -> list[str]:
     """Why the software cannot reassure, if it cannot."""
     out = []
     wait_h = float(rules.get("check", f"interrogate_after_{proc.kind}_h"))
     if now_s < proc.end_s:
-        out.append(f"the pump was interrogated ({fmt_time(now_s)}) before the {proc.kind.upper()} ended "
-                   f"({fmt_time(proc.end_s)}): interrogate again after it")
+        out.append(
+            f"the pump was interrogated ({fmt_time(now_s)}) before the {proc.kind.upper()} ended "
+            f"({fmt_time(proc.end_s)}): interrogate again after it"
+        )
     elif now_s - proc.end_s < wait_h * HOUR:
-        out.append(f"the pump was interrogated {(now_s - proc.end_s) / 60:.0f} min after the "
-                   f"{proc.kind.upper()} ended; the guideline asks for {wait_h:g} h (section 2): "
-                   "a late stall or recovery may not show yet")
+        out.append(
+            f"the pump was interrogated {(now_s - proc.end_s) / 60:.0f} min after the "
+            f"{proc.kind.upper()} ended; the guideline asks for {wait_h:g} h (section 2): "
+            "a late stall or recovery may not show yet"
+        )
     tl = a.reconstruction
     if tl.empty or to_seconds(tl.index)[0] > proc.start_s:
         out.append(f"the log's history does not reach back to the start of the {proc.kind.upper()}")
@@ -276,7 +314,9 @@ def _coverage_reasons(log: InterrogationLog, a: Assessment, proc: Procedure, now
         out.append("the status snapshot is damaged: the current program, reservoir and alarms are unknown")
     drift_min = abs(log.header.clock_drift_s) / 60
     if drift_min > float(rules.get("check", "max_clock_drift_min")):
-        out.append(f"the pump clock is {drift_min:.0f} min off UTC: event times may be misplaced; set the clock")
+        out.append(
+            f"the pump clock is {drift_min:.0f} min off UTC: event times may be misplaced; set the clock"
+        )
     return out
 
 
@@ -285,8 +325,17 @@ def _duration(seconds: float) -> str:
     return f"{m // 60} h {m % 60:02d} min" if m >= 60 else f"{m} min"
 
 
-def _summary(a: Assessment, proc: Procedure, now_s: int, daily: float | None, missed: float | None,
-             excess: float | None, fmt_time: Any, covered: int | None, stalled_now: bool) -> list[str]:
+def _summary(
+    a: Assessment,
+    proc: Procedure,
+    now_s: int,
+    daily: float | None,
+    missed: float | None,
+    excess: float | None,
+    fmt_time: Any,
+    covered: int | None,
+    stalled_now: bool,
+) -> list[str]:
     """Plain clinical sentences: stall, recovery, drug missed or in excess."""
     name = "the MRI" if proc.kind == "mri" else "surgery with diathermy"
     lines = []
@@ -294,9 +343,11 @@ def _summary(a: Assessment, proc: Procedure, now_s: int, daily: float | None, mi
     for f in stalls:
         started = fmt_time(f.start_s) if f.start_s is not None else "an unknown time"
         if f.ongoing or f.end_s is None:
-            lines.append(f"The pump's motor stalled at {started} and had NOT recovered when the pump was "
-                         f"interrogated at {fmt_time(now_s)} ({_duration(now_s - (f.start_s or now_s))} "
-                         "without delivery). No drug is being delivered now.")
+            lines.append(
+                f"The pump's motor stalled at {started} and had NOT recovered when the pump was "
+                f"interrogated at {fmt_time(now_s)} ({_duration(now_s - (f.start_s or now_s))} "
+                "without delivery). No drug is being delivered now."
+            )
         else:
             after = f.end_s - proc.end_s
             if after > 0:
@@ -305,29 +356,44 @@ def _summary(a: Assessment, proc: Procedure, now_s: int, daily: float | None, mi
                 when = f"before {name} began"
             else:
                 when = f"during {name}"
-            lines.append(f"The pump's motor stalled at {started} and recovered at {fmt_time(f.end_s)}, "
-                         f"{when} (stalled {_duration(f.end_s - (f.start_s or f.end_s))}).")
+            lines.append(
+                f"The pump's motor stalled at {started} and recovered at {fmt_time(f.end_s)}, "
+                f"{when} (stalled {_duration(f.end_s - (f.start_s or f.end_s))})."
+            )
     if not stalls:
         lines.append(f"No motor stall was logged during or after {name}.")
     if any(f.kind == "stall_recovery_unlogged" for f in a.findings):
-        lines.append("The rotor and the pump's stall records disagree about recovery: interrogate the "
-                     "pump again to confirm it is delivering.")
+        lines.append(
+            "The rotor and the pump's stall records disagree about recovery: interrogate the "
+            "pump again to confirm it is delivering."
+        )
     over = [f for f in a.findings if f.kind == "over_delivery" and _overlaps(f, proc.start_s - HOUR, now_s)]
     for f in over:
-        lines.append(f"The rotor delivered more than programmed from {fmt_time(f.start_s)}"
-                     + (f" to {fmt_time(f.end_s)}" if f.end_s else "") + ".")
+        lines.append(
+            f"The rotor delivered more than programmed from {fmt_time(f.start_s)}"
+            + (f" to {fmt_time(f.end_s)}" if f.end_s else "")
+            + "."
+        )
     pct = lambda mcg: f" ({100 * mcg / daily:.0f}% of the {daily:.0f} mcg daily dose)" if daily else ""  # noqa: E731
-    until = "to the interrogation" if stalled_now or covered is None else \
-        f"to {fmt_time(covered)} (the last delivery record)"
+    until = (
+        "to the interrogation"
+        if stalled_now or covered is None
+        else f"to {fmt_time(covered)} (the last delivery record)"
+    )
     if missed is None:
-        lines.append("How much drug was missed cannot be worked out: the history of the window is incomplete.")
+        lines.append(
+            "How much drug was missed cannot be worked out: the history of the window is incomplete."
+        )
     else:
         if missed >= 1:
-            lines.append(f"From the start of {name} {until}, about {missed:.0f} mcg was not "
-                         f"delivered{pct(missed)}.")
+            lines.append(
+                f"From the start of {name} {until}, about {missed:.0f} mcg was not delivered{pct(missed)}."
+            )
         if excess >= 1:
-            lines.append(f"From the start of {name} {until}, about {excess:.0f} mcg more than "
-                         f"prescribed was delivered{pct(excess)}.")
+            lines.append(
+                f"From the start of {name} {until}, about {excess:.0f} mcg more than "
+                f"prescribed was delivered{pct(excess)}."
+            )
         if missed < 1 and excess < 1:
             lines.append(f"Delivery from the start of {name} {until} matches the prescription.")
     return lines

@@ -189,19 +189,9 @@ def csf_levels(csf: pd.DataFrame, ctx: Context) -> tuple[str, str, list[str], li
 
 
 def _oral_baclofen(r: Rules, weight_kg: float | None) -> str:
-    w = r.get("withdrawal_oral_baclofen", "weight_threshold_kg")
-    rep = r.get("withdrawal_oral_baclofen", "repeat_hours")
-    every = f"{rep[0]}-{rep[-1]}"
-    under = (f"{r.get('withdrawal_oral_baclofen', 'under_stat_mg')} mg stat then every {every} h, "
-             f"maximum {r.get('withdrawal_oral_baclofen', 'under_max_mg_day')} mg/day")
-    over = (f"{r.get('withdrawal_oral_baclofen', 'over_stat_mg')} mg stat then every {every} h, "
-            f"maximum {r.get('withdrawal_oral_baclofen', 'over_max_mg_day')} mg/day")
-    if weight_kg is None:
-        return (f"Oral baclofen: under {w} kg {under}; {w} kg or more {over} (weight not given). "
-                "Give it even though the pump may still be delivering.")
-    dose = under if weight_kg < w else over
-    return (f"Oral baclofen for {weight_kg:g} kg: {dose}. Give it even though the pump may still "
-            "be delivering.")
+    from .calculators import oral_baclofen
+
+    return oral_baclofen(weight_kg, r).text
 
 
 def withdrawal_actions(r: Rules, weight_kg: float | None) -> tuple[Action, ...]:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "check": "The two-hour check after an MRI or surgery with diathermy: verdict, evidence, actions",
     "decode": "Decode an interrogation log (.itblog) into tables",
+    "dose": "The guideline's calculators: test dose, starting dose, titration, refill, oral baclofen",
     "simulate": "Run a pump scenario and write its log and ground truth",
     "pump-sim": "Serve a simulated pump (or a saved log) over a pseudo-terminal or TCP",
     "interrogate": "Read a pump's status and whole log over a link and save it",

@@ -23,16 +23,26 @@ def register(p: argparse.ArgumentParser) -> None:
     """Add the check options."""
     p.add_argument("log", type=Path, help="interrogation log (.itblog)")
     p.add_argument("--after", required=True, choices=("mri", "diathermy"), help="the procedure")
-    p.add_argument("--end", required=True, metavar="TIME",
-                   help="when the procedure ended, e.g. '2026-03-10 15:00' (local) or with an offset")
+    p.add_argument(
+        "--end",
+        required=True,
+        metavar="TIME",
+        help="when the procedure ended, e.g. '2026-03-10 15:00' (local) or with an offset",
+    )
     p.add_argument("--start", metavar="TIME", help="when it started (default: assumed from --end)")
     p.add_argument("--weight-kg", type=float, help="the child's weight, for the oral baclofen dose")
-    p.add_argument("--tz", help="time zone for typed and shown times (default: the machine's), "
-                   "e.g. Australia/Sydney")
+    p.add_argument(
+        "--tz", help="time zone for typed and shown times (default: the machine's), e.g. Australia/Sydney"
+    )
     p.add_argument("--json", action="store_true", help="print the documented JSON (docs/check-json.md)")
-    p.add_argument("--report", type=Path, metavar="FILE", help="also write a printable report (.pdf or .html)")
-    p.add_argument("--fail-on", choices=("review", "urgent"),
-                   help="exit 1 when the verdict is at least this (for scripts)")
+    p.add_argument(
+        "--report", type=Path, metavar="FILE", help="also write a printable report (.pdf or .html)"
+    )
+    p.add_argument(
+        "--fail-on",
+        choices=("review", "urgent"),
+        help="exit 1 when the verdict is at least this (for scripts)",
+    )
     p.add_argument("--rules", type=Path, help="a hospital's clinical rules file (TOML)")
 
 
@@ -68,18 +78,21 @@ def parse_user_time(text: str, zone: dt.tzinfo, option: str) -> dt.datetime:
     try:
         t = dt.datetime.fromisoformat(cleaned)
     except ValueError as exc:
-        raise UserError(f"{option} {text!r}: use a date and time such as '2026-03-10 15:00' "
-                        "or '2026-03-10T15:00+11:00'") from exc
+        raise UserError(
+            f"{option} {text!r}: use a date and time such as '2026-03-10 15:00' or '2026-03-10T15:00+11:00'"
+        ) from exc
     return t.replace(tzinfo=zone) if t.tzinfo is None else t
 
 
 def formatter(zone: dt.tzinfo) -> Any:
     """Unix seconds -> 'YYYY-MM-DD HH:MM ZONE' in the user's zone."""
+
     def fmt(seconds: int | None) -> str:
         if seconds is None:
             return "unknown"
         t = dt.datetime.fromtimestamp(int(seconds), zone)
         return t.strftime("%Y-%m-%d %H:%M ") + (t.tzname() or t.strftime("%z"))
+
     return fmt
 
 
