@@ -321,7 +321,7 @@ def _coverage_reasons(
 
 
 def _duration(seconds: float) -> str:
-    m = int(round(seconds / 60))
+    m = round(seconds / 60)
     return f"{m // 60} h {m % 60:02d} min" if m >= 60 else f"{m} min"
 
 
