@@ -54,16 +54,36 @@ def simulate(rate_mcg_h: np.ndarray, dt_h: float, params: PkParameters,
     out = np.full(len(rate), np.nan)
     decay = float(np.exp(-params.k_per_h * dt_h))
     cl = params.clearance_ml_h
-    c = c0
-    for i, r in enumerate(rate):
-        if not np.isfinite(r):
-            c = None
-            continue
-        if c is None:
-            c = r / cl
-        c = c * decay + (r / cl) * (1.0 - decay)
-        out[i] = c
+    finite = np.isfinite(rate)
+    # runs of known input; each restarts from c0 (first run) or from steady state
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], finite.astype(np.int8), [0]])))
+    for n, (a, b) in enumerate(zip(edges[::2], edges[1::2], strict=True)):
+        start = c0 if (n == 0 and a == 0 and c0 is not None) else rate[a] / cl
+        out[a:b] = _first_order(rate[a:b] / cl, decay, start)
     return out
+
+
+_BLOCK = 64
+
+
+def _first_order(target: np.ndarray, decay: float, c_start: float) -> np.ndarray:
+    """c[i] = c[i-1] * decay + target[i] * (1 - decay), c[-1] = c_start, vectorised in blocks:
+    within a block the response is a small lower-triangular matrix product."""
+    n = len(target)
+    nb = -(-n // _BLOCK)
+    u = np.zeros(nb * _BLOCK)
+    u[:n] = target * (1.0 - decay)
+    i = np.arange(_BLOCK)
+    lag = i[:, None] - i[None, :]
+    kernel = np.where(lag >= 0, decay ** np.maximum(lag, 0), 0.0)  # (B, B) lower triangular
+    inner = u.reshape(nb, _BLOCK) @ kernel.T  # response to each block's own input
+    carry = decay ** (i + 1)  # decay of the level at the block start
+    out = np.empty((nb, _BLOCK))
+    c = c_start
+    for blk in range(nb):
+        out[blk] = carry * c + inner[blk]
+        c = out[blk, -1]
+    return out.reshape(-1)[:n]
 
 
 def csf_estimate(timeline: pd.DataFrame, delivered_mcg_h: pd.Series | np.ndarray,

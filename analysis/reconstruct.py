@@ -82,6 +82,19 @@ class Reconstruction:
                 return ps.program.daily_dose_mcg
         return 0.0
 
+    def daily_doses_at(self, times: np.ndarray) -> np.ndarray:
+        """:meth:`daily_dose_at` for many times at once (the last non-stopped dose carries
+        forward)."""
+        spans = self.program_spans
+        if not spans:
+            return np.zeros(len(times))
+        starts = np.array([ps.start_s for ps in spans], dtype=np.float64)
+        dose = np.array([ps.program.daily_dose_mcg for ps in spans], dtype=np.float64)
+        carried = np.maximum.accumulate(np.where(dose > 0, np.arange(len(dose)), -1))
+        effective = np.where(carried >= 0, dose[np.maximum(carried, 0)], 0.0)
+        idx = np.searchsorted(starts, np.asarray(times, dtype=np.float64), side="right") - 1
+        return np.where(idx >= 0, effective[np.maximum(idx, 0)], 0.0)
+
     def drug_concentration_at(self, t: float) -> float:
         """Concentration of the drug in the reservoir at ``t`` (mcg/mL)."""
         i = int(np.searchsorted(self.conc_times, t, side="right")) - 1
@@ -377,7 +390,7 @@ def build(log: InterrogationLog, rules: Rules | None = None,
         rows["prescribed_ml"] = rec.prescribed_ml.integral(a, b)
         rows["prescribed_mcg"] = rec.prescribed_mcg.integral(a, b)
         rows["prescription_inferred"] = overlaps(a, b, [(s.start_s, s.end_s) for s in inferred])
-        rows["daily_dose_mcg"] = [rec.daily_dose_at(t) for t in b]
+        rows["daily_dose_mcg"] = rec.daily_doses_at(b)
     else:
         for c in ("concentration_mcg_ml", "commanded_mcg", "rotor_mcg", "prescribed_ml",
                   "prescribed_mcg", "daily_dose_mcg"):

@@ -8,7 +8,6 @@ interrogation; later the serial URLs.  Third parties add schemes with
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +34,8 @@ def register_backend(scheme: str, module: str, cls: str) -> None:
 
 def _lookup(scheme: str) -> type[PumpProgrammer]:
     if scheme not in BACKENDS:
+        from importlib.metadata import entry_points  # only for schemes we do not know
+
         for ep in entry_points(group="itb_device.backends"):
             if ep.name == scheme:
                 return ep.load()

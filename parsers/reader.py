@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from . import construct_reader, fast
+from . import fast
 from . import format as fmt
 from .decoded import DecodedRecords, empty_records
 from .errors import LogFormatError
@@ -244,6 +244,8 @@ def _read(path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder
         scan = fast.scan_pages(buf, pages_start, n_pages, ps)
         parsed = None
     elif decoder == "construct":
+        from . import construct_reader  # the slow reference decoder, loaded only when asked for
+
         scan, parsed = construct_reader.scan_pages(buf, pages_start, n_pages, ps)
     else:
         raise ValueError(f"unknown decoder {decoder!r}: use 'fast' or 'construct'")
@@ -255,6 +257,8 @@ def _read(path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder
     elif parsed is None:
         dec = fast.decode_records(buf, pages_start, n_pages, ps, scan, order)
     else:
+        from . import construct_reader
+
         dec = construct_reader.decode_records(parsed, scan, order)
 
     counts = scan.count[order.accepted].astype(np.int64)

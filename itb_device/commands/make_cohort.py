@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
@@ -21,6 +20,8 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate and write the cohort; already written logs are kept (resumable)."""
+    from concurrent.futures import ProcessPoolExecutor
+
     from itb_device.cli import UserError
     from itb_device.sim.cohort import CohortSpec, cohort_scenarios
 
