@@ -19,7 +19,7 @@ from .errors import LinkError, TransientLinkError
 from .prescription import Prescription
 from .programmer import PumpProgrammer, RefillResult
 from .wire.capture import CapturePort
-from .wire.link import Link
+from .wire.link import Link, StaleSnapshot
 from .wire.messages import (
     BOLUS_KINDS,
     BOLUS_REQ,
@@ -74,8 +74,13 @@ class SerialProgrammer(PumpProgrammer):
         return self._call("read log", self._read_log_bytes)
 
     def _read_log_bytes(self) -> bytes:
-        snap, total, _page = SNAPSHOT.unpack(self.link.request(Op.SNAPSHOT))
-        return self._read_snapshot(snap, 0, total)
+        for _ in range(3):
+            snap, total, _page = SNAPSHOT.unpack(self.link.request(Op.SNAPSHOT))
+            try:
+                return self._read_snapshot(snap, 0, total)
+            except StaleSnapshot:
+                continue  # the pump dropped our snapshot (another reader took several): again
+        raise LinkError("the pump kept dropping the log snapshot before it could be read")
 
     def _read_snapshot(self, snap: int, start: int, end: int) -> bytes:
         """Bytes [start, end) of a frozen log image, in blocks that shrink on errors and
@@ -89,6 +94,8 @@ class SerialProgrammer(PumpProgrammer):
                 chunk = self.link.request(
                     Op.READ_BLOCK, READ_BLOCK.pack(snap, start + len(out), want), attempts=1
                 )
+            except StaleSnapshot:
+                raise
             except TransientLinkError:
                 failures += 1
                 if failures > MAX_BLOCK_FAILURES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     if faults is not None:
         transport = FaultyTransport(transport, faults)
+    # stop cleanly on Ctrl-C and on SIGTERM, even if started with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     print(f"pump simulator listening on {transport.name}", flush=True)
     try:
         serve(service, transport)
@@ -74,3 +78,7 @@ def _service(args: argparse.Namespace) -> PumpService:
     else:
         pump = SimulatedPump(PumpConfig(), start=836_000_000, seed=args.seed or 0, reservoir_ml=20.0)
     return PumpService(pump, speed=args.speed, tick=args.tick)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

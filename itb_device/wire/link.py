@@ -18,6 +18,11 @@ from .messages import RESPONSE, ErrorCode, Op
 
 log = logging.getLogger("itb_device.link")
 
+
+class StaleSnapshot(TransientLinkError):
+    """The pump no longer holds the log snapshot being read: take a new one."""
+
+
 MAX_BYTES_PER_ATTEMPT = 4 * 2 * (MAX_PAYLOAD + 16)  # a link that keeps trickling noise still gives up
 
 
@@ -104,5 +109,5 @@ def _raise_error(payload: bytes) -> None:
     if code == ErrorCode.READ_ONLY:
         raise ReadOnlyPump(message)
     if code == ErrorCode.STALE_SNAPSHOT:
-        raise TransientLinkError(message)
+        raise StaleSnapshot(message)
     raise PumpRefused(message)

@@ -8,6 +8,7 @@ import logging
 import os
 import select
 import socket
+import struct
 import time
 import tty
 from collections import OrderedDict
@@ -18,7 +19,7 @@ from parsers.writer import encode_log
 
 from ..errors import PumpRefused
 from ..sim.pump import SimulatedPump
-from .frames import Frame, FrameDecoder, encode_frame
+from .frames import MAX_PAYLOAD, Frame, FrameDecoder, encode_frame
 from .messages import (
     BOLUS_REQ,
     BOLUS_RESP,
@@ -128,6 +129,10 @@ class PumpService:
                 return SNAPSHOT.pack(self._snap_id, len(data), int.from_bytes(data[14:16], "little"))
             if op == Op.READ_BLOCK:
                 snap, offset, length = READ_BLOCK.unpack(p)
+                if length > MAX_PAYLOAD:
+                    raise Refusal(
+                        ErrorCode.BAD_REQUEST, f"a block is at most {MAX_PAYLOAD} bytes, not {length}"
+                    )
                 data = self._snapshots.get(snap)
                 if data is None:
                     raise Refusal(ErrorCode.STALE_SNAPSHOT, f"log snapshot {snap} is no longer held")
@@ -140,7 +145,7 @@ class PumpService:
                 return self._command(op, p)
         except PumpRefused as exc:
             raise Refusal(ErrorCode.REFUSED, str(exc)) from exc
-        except (ValueError, IndexError) as exc:  # struct.error is a ValueError
+        except (ValueError, IndexError, struct.error) as exc:  # struct.error is not a ValueError
             raise Refusal(ErrorCode.BAD_REQUEST, f"malformed {Op(op).name} request: {exc}") from exc
         raise Refusal(ErrorCode.BAD_REQUEST, f"unknown opcode {op:#04x}")
 
@@ -180,6 +185,7 @@ class PtyTransport:
     def __init__(self) -> None:
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave)  # no echo, no line editing: bytes pass unchanged
+        os.set_blocking(self.master, False)
         self.name = os.ttyname(self._slave)
 
     def read(self, timeout: float) -> bytes:
@@ -191,10 +197,19 @@ class PtyTransport:
         except OSError:
             return b""
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, timeout: float = 1.0) -> None:
+        """Write all of ``data``; if no client reads for ``timeout`` seconds the rest is
+        dropped (a pump's telemetry does not wait for a programmer that went away)."""
         view = memoryview(data)
         while view:
-            n = os.write(self.master, view)
+            _, ready, _ = select.select([], [self.master], [], timeout)
+            if not ready:
+                log.warning("pty: nobody is reading; %d bytes dropped", len(view))
+                return
+            try:
+                n = os.write(self.master, view)
+            except BlockingIOError:
+                continue
             view = view[n:]
 
     def close(self) -> None:
