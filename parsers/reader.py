@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -123,7 +124,7 @@ def read_log(path: str | Path, *, strict: bool = False, decoder: Decoder = "fast
             raise LogFormatError(path, 0, "file is empty: not an ITB interrogation log")
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            return _read(path, memoryview(mm), size, strict, decoder)
+            return _read(path, memoryview(mm), size, strict, decoder, release=mm.close)
         finally:
             # a view still alive somewhere would make close() fail; the GC then unmaps it
             with contextlib.suppress(BufferError):
@@ -139,7 +140,14 @@ def read_log_bytes(
     return _read(Path(name), memoryview(data), len(data), strict, decoder)
 
 
-def _read(path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder) -> InterrogationLog:
+def _read(
+    path: Path,
+    buf: memoryview,
+    size: int,
+    strict: bool,
+    decoder: Decoder,
+    release: Callable[[], None] = lambda: None,
+) -> InterrogationLog:
     problems: list[Problem] = []
 
     def problem(
@@ -261,6 +269,11 @@ def _read(path: Path, buf: memoryview, size: int, strict: bool, decoder: Decoder
 
         dec = construct_reader.decode_records(parsed, scan, order)
 
+    # every decoded value is a copy now: unmap the file before the tables are built, so its
+    # pages do not count twice towards the reader's peak memory
+    buf.release()
+    with contextlib.suppress(BufferError):
+        release()
     counts = scan.count[order.accepted].astype(np.int64)
     page_first = np.cumsum(counts) - counts
     gap_starts = [int(page_first[j + 1]) for j, _, _ in order.gaps if page_first[j + 1] < len(dec)]
