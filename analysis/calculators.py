@@ -8,6 +8,7 @@ and do not replace, clinical judgement.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ class Calculation:
 
 
 def _positive(name: str, value: float) -> None:
-    if not value > 0:
+    if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be positive, not {value}")
 
 
@@ -123,16 +124,32 @@ def titration(current_daily_mcg: float, inpatient: bool = False, rules: Rules | 
     hi_frac = float(r.get("titration", "max_step_fraction"))
     lo, hi = current_daily_mcg * 1.05, min(cap, current_daily_mcg * (1 + hi_frac))
     days = int(r.get("titration", "min_step_interval_days"))
-    warnings = (
-        (f"{current_daily_mcg:g} mcg/day is at or above the {cap:g} mcg/day maximum (4.1.5)",)
-        if current_daily_mcg >= cap
-        else ()
-    )
+    if lo > hi:  # no room for a +5% step under the maximum
+        if current_daily_mcg >= cap:
+            warn = f"{current_daily_mcg:g} mcg/day is at or above the {cap:g} mcg/day maximum (4.1.5)"
+            text = f"No increase: {warn}."
+            low = cap
+        else:
+            text = (
+                f"Next step: at most {cap:g} mcg/day, a step smaller than the usual +5% because of the "
+                f"{cap:g} mcg/day maximum (4.1.5); no sooner than {days} days after the last change."
+            )
+            warn = f"{current_daily_mcg:g} mcg/day is within 5% of the {cap:g} mcg/day maximum (4.1.5)"
+            low = current_daily_mcg
+        return Calculation(
+            "titration",
+            "4.1.5",
+            text,
+            {"min_mcg_day": low, "max_mcg_day": cap, "min_interval_days": days, "cap_mcg_day": cap},
+            (warn,),
+        )
+    warnings = ()
     return Calculation(
         "titration",
         "4.1.4",
-        f"Next step: {lo:.0f} to {hi:.0f} mcg/day (+5 to +{100 * hi_frac:.0f}%), no sooner than "
-        f"{days} days after the last change; maximum {cap:g} mcg/day (4.1.5).",
+        f"Next step: {math.ceil(lo - 1e-6):.0f} to {math.floor(hi + 1e-6):.0f} mcg/day "
+        f"(+5 to +{100 * hi_frac:.0f}%), "
+        f"no sooner than {days} days after the last change; maximum {cap:g} mcg/day (4.1.5).",
         {"min_mcg_day": lo, "max_mcg_day": hi, "min_interval_days": days, "cap_mcg_day": cap},
         warnings,
     )
@@ -144,16 +161,25 @@ def refill(
     concentration_mcg_ml: float,
     residual_ml: float | None = None,
     rules: Rules | None = None,
+    days_since_fill: float | None = None,
 ) -> Calculation:
     """Refill volume and the latest refill date: before the reservoir reaches the safe
-    residual (or the low-reservoir alarm) and before the drug's 180 days (4.1.6)."""
+    residual (or the low-reservoir alarm) and before the drug's 180 days in the pump (4.1.6),
+    counted from the last fill (``days_since_fill``; without it, estimated from the volume
+    used since a full reservoir)."""
     r = get_rules(rules)
     _positive("daily dose", daily_dose_mcg)
     _positive("concentration", concentration_mcg_ml)
     if int(model_ml) not in [int(x) for x in r.get("pump", "reservoir_ml")]:
         raise ValueError(f"reservoir must be one of {r.get('pump', 'reservoir_ml')} mL")
     rate = daily_dose_mcg / concentration_mcg_ml
+    if residual_ml is not None and not (math.isfinite(residual_ml) and 0 <= residual_ml <= model_ml):
+        raise ValueError(f"the residual must be between 0 and {model_ml} mL, not {residual_ml}")
+    if days_since_fill is not None and not (math.isfinite(days_since_fill) and days_since_fill >= 0):
+        raise ValueError(f"days since the fill must be 0 or more, not {days_since_fill}")
     start = float(model_ml) if residual_ml is None else float(residual_ml)
+    if days_since_fill is None:
+        days_since_fill = (float(model_ml) - start) / rate  # at least this long since a full fill
     safe = float(r.get("reservoir", "safe_residual_ml"))
     alarm = float(r.get("pump", "low_reservoir_alarm_ml_default"))
     stability = float(r.get("pump", "drug_stability_days"))
@@ -161,8 +187,14 @@ def refill(
     worst_rate = rate * (1 + acc)  # an over-infusing pump empties sooner than it thinks
     to_safe = max(0.0, (start - safe) / worst_rate)
     to_alarm = max(0.0, (start - alarm) / rate)
-    interval = min(to_safe, stability)
-    limit = "the safe residual" if to_safe <= stability else "the 180-day drug stability limit"
+    stability_left = max(0.0, stability - days_since_fill)
+    interval = min(to_safe, stability_left)
+    since = f", {days_since_fill:.0f} days since the fill" if days_since_fill >= 0.5 else ""
+    limit = (
+        "the safe residual"
+        if to_safe <= stability_left
+        else (f"the {stability:g}-day drug stability limit{since}")
+    )
     text = (
         f"{rate:.3f} mL/day. From {start:g} mL the reservoir reaches {safe:g} mL (safe residual, at "
         f"+{100 * acc:.1f}% flow) in {to_safe:.0f} days and the {alarm:g} mL alarm in {to_alarm:.0f} days; "

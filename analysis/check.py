@@ -28,7 +28,7 @@ from .assessment import Assessment, analyse
 from .context import Procedure
 from .findings import Finding
 from .rules import Rules, get_rules
-from .timeutil import HOUR, to_seconds
+from .timeutil import HOUR, display_zone, to_seconds
 
 VERDICTS = ("OK", "REVIEW", "URGENT")
 NOT_DELIVERING = ("stall_ongoing", "pump_stopped", "battery_eos", "empty_reservoir")
@@ -154,10 +154,12 @@ def check(
     weight_kg: float | None = None,
     rules: Rules | None = None,
     fmt_time: Any = None,
+    zone: dt.tzinfo | None = None,
 ) -> CheckResult:
     """Run the two-hour check for a procedure of ``kind`` (``mri`` or ``diathermy``) that
     ended at ``end`` (aware datetime).  ``fmt_time(seconds) -> str`` formats times in the
-    user's zone for the summary (UTC, labelled, by default)."""
+    user's zone for the summary (UTC, labelled, by default); ``zone`` is that zone, used for
+    the analysis' explanations too."""
     rules = get_rules(rules)
     kind = kind.lower()
     if kind not in ("mri", "diathermy"):
@@ -175,10 +177,12 @@ def check(
         raise ValueError("the procedure starts after it ends")
     proc = Procedure(kind, start_s, end_s)
     fmt_time = fmt_time or (lambda s: pd.Timestamp(s, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M UTC"))
-    a = analyse(log, procedures=[proc], weight_kg=weight_kg, rules=rules)
+    with display_zone(zone):
+        a = analyse(log, procedures=[proc], weight_kg=weight_kg, rules=rules)
     now_s = int(a.details.get("now_s") or log.header.interrogated_at.timestamp())
     tl = a.reconstruction
-    daily = _daily_dose(tl)
+    daily = log.status.daily_dose_mcg_day if log.status_ok and log.status.mode != "stopped" else None
+    daily = daily or _daily_dose(tl)
     stalled_now = log.status.motor_stalled or any(
         f.kind in NOT_DELIVERING and (f.ongoing or f.end_s is None) for f in a.findings
     )
@@ -271,7 +275,9 @@ def _window_drug(
     sel = (b > start_s) & (a < now_s)
     if not sel.any() or missing[sel].any():
         return None, None, None
-    hours = (np.minimum(b, now_s) - np.maximum(a, start_s)) / HOUR
+    # hours of each bin inside the window; the bin in progress at interrogation already holds
+    # only the drug up to then (its rates are averaged over the whole bin), so it counts whole
+    hours = (np.where(b > now_s, b, np.minimum(b, now_s)) - np.maximum(a, start_s)) / HOUR
     recorded = sel & ~np.isnan(rotor)
     covered = int(b[recorded].max()) if recorded.any() else None
     mcg = (rotor - prescribed)[recorded] * hours[recorded]
@@ -288,7 +294,11 @@ def _coverage_reasons(
 ) -> list[str]:
     """Why the software cannot reassure, if it cannot."""
     out = []
-    wait_h = float(rules.get("check", f"interrogate_after_{proc.kind}_h"))
+    wait_h = float(
+        rules.get("procedures", "check_after_mri_hours")
+        if proc.kind == "mri"
+        else rules.get("check", "check_after_diathermy_hours")
+    )
     if now_s < proc.end_s:
         out.append(
             f"the pump was interrogated ({fmt_time(now_s)}) before the {proc.kind.upper()} ended "

@@ -19,7 +19,7 @@ import pandas as pd
 from .context import Context
 from .findings import Finding
 from .rules import Rules
-from .timeutil import DAY, HOUR, to_seconds
+from .timeutil import DAY, HOUR, fmt, to_seconds
 
 LEVELS: tuple[str, ...] = ("none", "cannot_rule_out", "low", "moderate", "high")
 RiskKind = Literal["withdrawal", "overdose"]
@@ -251,7 +251,7 @@ def assess(findings: list[Finding], ctx: Context, csf: pd.DataFrame,
     levels: dict[str, list[tuple[str, str, str]]] = {"withdrawal": [], "overdose": []}
     for f in findings:
         w, o = grade(f, ctx)
-        when = f.start.strftime("%Y-%m-%d %H:%M UTC") if f.start else "time unknown"
+        when = fmt(f.start_s) if f.start_s is not None else "time unknown"
         label = f"{f.kind.replace('_', ' ')} ({when})"
         levels["withdrawal"].append((w, label, f.kind))
         levels["overdose"].append((o, label, f.kind))

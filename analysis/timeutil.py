@@ -3,7 +3,10 @@ and shows aware UTC :class:`pandas.Timestamp` values outside."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -40,10 +43,31 @@ def stamps(seconds: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(np.asarray(seconds, dtype=np.int64), unit="s", utc=True))
 
 
+# The zone explanations are written in: UTC unless a caller (the bedside check) asks for the
+# user's zone with ``display_zone``.  Every time shown carries its zone's label.
+_ZONE: contextvars.ContextVar[dt.tzinfo | None] = contextvars.ContextVar("itb_display_zone", default=None)
+
+
+@contextlib.contextmanager
+def display_zone(zone: dt.tzinfo | None) -> Iterator[None]:
+    """Write explanation times in ``zone`` (labelled) inside this block."""
+    token = _ZONE.set(zone)
+    try:
+        yield
+    finally:
+        _ZONE.reset(token)
+
+
 def fmt(seconds: float | int | None) -> str:
-    """A short readable UTC time for explanations (``unknown`` for None)."""
+    """A short readable time for explanations, with its zone label (``unknown`` for None)."""
     t = stamp(seconds)
-    return "unknown" if t is None else t.strftime("%Y-%m-%d %H:%M UTC")
+    if t is None:
+        return "unknown"
+    zone = _ZONE.get()
+    if zone is None:
+        return t.strftime("%Y-%m-%d %H:%M UTC")
+    local = t.to_pydatetime().astimezone(zone)
+    return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or local.strftime("%z"))
 
 
 def hours(seconds: float) -> str:

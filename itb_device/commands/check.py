@@ -81,7 +81,17 @@ def parse_user_time(text: str, zone: dt.tzinfo, option: str) -> dt.datetime:
         raise UserError(
             f"{option} {text!r}: use a date and time such as '2026-03-10 15:00' or '2026-03-10T15:00+11:00'"
         ) from exc
-    return t.replace(tzinfo=zone) if t.tzinfo is None else t
+    if t.tzinfo is not None:
+        return t
+    early, late = t.replace(tzinfo=zone, fold=0), t.replace(tzinfo=zone, fold=1)
+    if early.utcoffset() != late.utcoffset():  # the clocks change around this wall time
+        back = early.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None)
+        what = "happens twice (clocks go back)" if back == t else "does not exist (clocks go forward)"
+        raise UserError(
+            f"{option} {text!r} {what} in {zone}: give the time with its UTC offset, "
+            f"e.g. {early.isoformat(timespec='minutes')} or {late.isoformat(timespec='minutes')}"
+        )
+    return early
 
 
 def formatter(zone: dt.tzinfo) -> Any:
@@ -120,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     log = read_log(args.log)
     fmt = formatter(zone)
-    result = check(log, args.after, end, start, weight_kg=args.weight_kg, rules=rules, fmt_time=fmt)
+    result = check(
+        log, args.after, end, start, weight_kg=args.weight_kg, rules=rules, fmt_time=fmt, zone=zone
+    )
     if args.json:
         print(json.dumps(result.to_dict(zone), indent=1))
     else:
@@ -174,7 +186,7 @@ def render_text(result: Any, log: Any, fmt: Any, colour: bool = False) -> str:
     else:
         out.append("  no logged events in the window")
     if a.findings:
-        out += ["", "FINDINGS (whole log; times in UTC as logged)"]
+        out += ["", "FINDINGS (whole log)"]
         out += [f"  * {f.kind.replace('_', ' ')} [{f.severity}]: {f.explanation}" for f in a.findings]
     out += ["", "WHAT THE PUMP'S TELEMETRY CANNOT SHOW"] + [f"  - {x}" for x in a.limitations]
     out += ["", a.disclaimer, ""]

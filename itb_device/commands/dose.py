@@ -28,6 +28,11 @@ def register(p: argparse.ArgumentParser) -> None:
     r.add_argument("--daily", type=float, required=True, help="daily dose, mcg/day")
     r.add_argument("--concentration", type=float, default=2000.0, help="mcg/mL (default 2000)")
     r.add_argument("--residual", type=float, help="volume in the reservoir now, mL (default: just filled)")
+    r.add_argument(
+        "--days-since-fill",
+        type=float,
+        help="days since the reservoir was filled (default: estimated from the volume used)",
+    )
     o = sub.add_parser("oral", help="oral baclofen for withdrawal by weight (5.1.4)")
     o.add_argument("--weight-kg", type=float, help="the child's weight")
 
@@ -47,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.calc == "titrate":
             res = c.titration(args.current, args.inpatient, rules)
         elif args.calc == "refill":
-            res = c.refill(args.model, args.daily, args.concentration, args.residual, rules)
+            res = c.refill(
+                args.model, args.daily, args.concentration, args.residual, rules, args.days_since_fill
+            )
         else:
             res = c.oral_baclofen(args.weight_kg, rules)
     except (ValueError, OSError) as exc:

@@ -8,11 +8,17 @@ from pathlib import Path
 
 def register(p: argparse.ArgumentParser) -> None:
     """Add the score options."""
-    p.add_argument("samples", type=Path, nargs="?", default=Path("sample_logs"),
-                   help="directory of NAME.itblog with NAME.truth.json (default: sample_logs)")
+    p.add_argument(
+        "samples",
+        type=Path,
+        nargs="?",
+        default=Path("sample_logs"),
+        help="directory of NAME.itblog with NAME.truth.json (default: sample_logs)",
+    )
     p.add_argument("--rules", type=Path, help="a hospital's clinical rules file (TOML)")
-    p.add_argument("--fail", action="store_true",
-                   help="exit 1 on any missed or false finding or risk mismatch")
+    p.add_argument(
+        "--fail", action="store_true", help="exit 1 on any missed or false finding or risk mismatch"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
