@@ -370,7 +370,12 @@ def _summary(
                 f"The pump's motor stalled at {started} and recovered at {fmt_time(f.end_s)}, "
                 f"{when} (stalled {_duration(f.end_s - (f.start_s or f.end_s))})."
             )
-    if not stalls:
+    if not stalls and missed is None:
+        lines.append(
+            f"No motor stall was logged during or after {name}, but the history of the window is "
+            "incomplete: a stall cannot be ruled out."
+        )
+    elif not stalls:
         lines.append(f"No motor stall was logged during or after {name}.")
     if any(f.kind == "stall_recovery_unlogged" for f in a.findings):
         lines.append(

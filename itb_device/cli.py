@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # sub-command -> module in itb_device.commands; each has register(parser) and run(args).
 COMMANDS: dict[str, str] = {
     "check": "The two-hour check after an MRI or surgery with diathermy: verdict, evidence, actions",
+    "report": "Write the printable interrogation report (PDF or HTML): status, refill planning, risks",
     "decode": "Decode an interrogation log (.itblog) into tables",
     "dose": "The guideline's calculators: test dose, starting dose, titration, refill, oral baclofen",
     "simulate": "Run a pump scenario and write its log and ground truth",

@@ -18,6 +18,8 @@ from .records import BY_CODE, DELIVERY_CODE, RECORD_SIZE
 def scan_pages(buf: memoryview, start: int, n_pages: int, page_size: int) -> tuple[PageScan, list]:
     """Parse every stored page with construct; returns the scan and the parsed pages."""
     page = fmt.page_struct(page_size)
+    envelope = fmt.page_envelope(page_size)
+    rpp = fmt.records_per_page(page_size)
     parsed: list = []
     cols: dict[str, list[int]] = {k: [] for k in ("sync", "count", "slot", "seq", "crc")}
     ok: list[bool] = []
@@ -29,11 +31,16 @@ def scan_pages(buf: memoryview, start: int, n_pages: int, page_size: int) -> tup
             cols[k].append(head[k])
         cols["crc"].append(crc)
         try:
-            parsed.append(page.parse(raw))
+            envelope.parse(raw)  # the CRC, checked by construct, whatever the record count says
             ok.append(True)
         except (cs.ChecksumError, cs.ConstructError):
             parsed.append(None)
             ok.append(False)
+            continue
+        try:  # a count beyond the page's capacity is the page policy's to report
+            parsed.append(page.parse(raw) if head.count <= rpp else None)
+        except cs.ConstructError:
+            parsed.append(None)
     scan = PageScan(
         offset=start + np.arange(n_pages, dtype=np.int64) * page_size,
         sync=np.array(cols["sync"], dtype=np.uint16),

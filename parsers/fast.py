@@ -33,12 +33,14 @@ def payload_dtype(t: RecordType) -> np.dtype:
 
 PAYLOAD_DTYPES = {code: payload_dtype(t) for code, t in BY_CODE.items()}
 _DP = PAYLOAD_DTYPES[DELIVERY_CODE]
-DELIVERY_RECORD_DTYPE = np.dtype({
-    "names": ["clock", "code", "aux", *_DP.names],
-    "formats": ["<u4", "<u2", "<u2", *[_DP.fields[n][0] for n in _DP.names]],
-    "offsets": [0, 4, 6, *[8 + _DP.fields[n][1] for n in _DP.names]],
-    "itemsize": RECORD_SIZE,
-})
+DELIVERY_RECORD_DTYPE = np.dtype(
+    {
+        "names": ["clock", "code", "aux", *_DP.names],
+        "formats": ["<u4", "<u2", "<u2", *[_DP.fields[n][0] for n in _DP.names]],
+        "offsets": [0, 4, 6, *[8 + _DP.fields[n][1] for n in _DP.names]],
+        "itemsize": RECORD_SIZE,
+    }
+)
 
 
 def page_dtype(page_size: int) -> np.dtype:

@@ -126,3 +126,13 @@ def page_struct(page_size: int) -> cs.Construct:
         "fill" / cs.Bytes(lambda ctx: body - PAGE_HEADER_SIZE - RECORD_SIZE * ctx.header.count),
         "crc" / cs.Checksum(cs.Int32ul, lambda data: crc32c(data), lambda ctx: ctx._io.getvalue()[:body]),
     )
+
+
+def page_envelope(page_size: int) -> cs.Construct:
+    """A page as header, opaque body and CRC: checks the CRC without trusting the count."""
+    body = page_size - PAGE_TRAILER_SIZE
+    return cs.Struct(
+        "header" / PageHeader,
+        "body" / cs.Bytes(body - PAGE_HEADER_SIZE),
+        "crc" / cs.Checksum(cs.Int32ul, lambda data: crc32c(data), lambda ctx: ctx._io.getvalue()[:body]),
+    )

@@ -22,11 +22,27 @@ _DELIVERY_SPECS = {f.name: f for f in BY_CODE[DELIVERY_CODE].fields}
 _UNSIGNED = {"u8": np.uint8, "u16": np.uint16, "u32": np.uint32}
 
 
-def utc_times(seconds: np.ndarray) -> pd.DatetimeIndex:
-    """ITB-epoch seconds as a UTC DatetimeIndex (nanosecond resolution)."""
+_NAT = np.iinfo(np.int64).min
+MAX_UTC_S = 7_900_000_000  # 2250-05-05: beyond it nanosecond times overflow; such a clock is damage
+
+
+def _sort_key(seconds: np.ndarray) -> np.ndarray:
+    """Times for ordering rows: unrepresentable ones (shown as NaT) go last."""
+    bad = (seconds > MAX_UTC_S) | (seconds < -ITB_EPOCH_UNIX_S)
+    return np.where(bad, np.iinfo(np.int64).max, seconds) if bad.any() else seconds
+
+
+def utc_times(seconds: np.ndarray, missing: np.ndarray | None = None) -> pd.DatetimeIndex:
+    """ITB-epoch seconds as a UTC DatetimeIndex (nanosecond resolution); ``missing`` rows,
+    and times too far out to represent, become NaT."""
     ns = seconds.astype(np.int64)  # a fresh array, converted in place below
+    bad = (ns > MAX_UTC_S) | (ns < -ITB_EPOCH_UNIX_S)
+    if missing is not None:
+        bad |= missing
     ns += ITB_EPOCH_UNIX_S
     ns *= _NS
+    if bad.any():
+        ns[bad] = _NAT
     return pd.DatetimeIndex(ns.view("M8[ns]"), dtype="datetime64[ns, UTC]")
 
 
@@ -42,6 +58,18 @@ def _lookup_codes(ints: np.ndarray, mapping: dict[int, int], missing: np.ndarray
     return codes
 
 
+_DTYPES: dict[tuple[str, ...], pd.CategoricalDtype] = {}
+
+
+def _dtype(categories: list[str]) -> pd.CategoricalDtype:
+    """A CategoricalDtype per category list, built once (building one validates its labels)."""
+    key = tuple(categories)
+    dt = _DTYPES.get(key)
+    if dt is None:
+        dt = _DTYPES[key] = pd.CategoricalDtype(categories, ordered=False)
+    return dt
+
+
 def enum_categorical(raw: np.ndarray, enum: type[IntEnum]) -> pd.Categorical:
     """Enum integers (NaN for absent) as a Categorical of lower-case names; values the enum
     does not know become ``unknown_<n>`` categories, never dropped."""
@@ -51,7 +79,9 @@ def enum_categorical(raw: np.ndarray, enum: type[IntEnum]) -> pd.Categorical:
         lut[values] = np.arange(len(values))
         codes = lut[raw]
         if not (codes < 0).any():
-            return pd.Categorical.from_codes(codes, categories=[m.name.lower() for m in enum], validate=False)
+            return pd.Categorical.from_codes(
+                codes, dtype=_dtype([m.name.lower() for m in enum]), validate=False
+            )
     if raw.dtype.kind == "f":
         missing = np.isnan(raw)
         ints = np.where(missing, 0, raw).astype(np.int64)
@@ -63,7 +93,7 @@ def enum_categorical(raw: np.ndarray, enum: type[IntEnum]) -> pd.Categorical:
     extra = sorted(set(seen.tolist()) - set(values))
     cats = [m.name.lower() for m in enum] + [enum_name(enum, v) for v in extra]
     codes = _lookup_codes(ints, {v: i for i, v in enumerate(values + extra)}, missing)
-    return pd.Categorical.from_codes(codes, categories=cats, validate=False)
+    return pd.Categorical.from_codes(codes, dtype=_dtype(cats), validate=False)
 
 
 def _event_column(f: Field, raw: np.ndarray) -> object:
@@ -83,7 +113,7 @@ def event_names(codes: np.ndarray) -> pd.Categorical:
     mapping = {c: i for i, (c, _) in enumerate(known + extra)}
     cats = [name for _, name in known + extra]
     return pd.Categorical.from_codes(
-        _lookup_codes(codes.astype(np.int64), mapping, None), categories=cats, validate=False
+        _lookup_codes(codes.astype(np.int64), mapping, None), dtype=_dtype(cats), validate=False
     )
 
 
@@ -107,7 +137,7 @@ def build_events(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) ->
         hexes[row] = payload.hex()
     cols["payload_hex"] = hexes
     df = pd.DataFrame(cols)
-    t = utc[idx]
+    t = _sort_key(utc[idx])
     if len(t) > 1 and (t[1:] < t[:-1]).any():
         df = df.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
     return df
@@ -141,6 +171,7 @@ def build_delivery(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) 
         aux=aux.astype(np.uint16, copy=False),
     )
     df = pd.DataFrame(cols, copy=False)
+    t = _sort_key(t)
     if len(t) > 1 and (t[1:] < t[:-1]).any():
         df = df.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
     return df

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import construct as cs
 
@@ -80,18 +81,24 @@ def encode_header(h: Header, page_count: int) -> bytes:
     return data[:-4] + crc32c(data[:-4]).to_bytes(4, "little")
 
 
-def decode_header(data: bytes) -> tuple[Header, bool]:
-    """Parse 128 header bytes; returns the header and whether its CRC matched.
+def decode_header(data: bytes, with_layout: bool = False) -> Any:
+    """Parse 128 header bytes; returns the header and whether its CRC matched (and, with
+    ``with_layout``, the raw construct container whose sizes the reader checks).
 
     Raises ``construct.ConstError`` for a wrong magic (the caller turns it into a message).
+    An implant date no calendar can hold (a damaged header) reads as 1970-01-01.
     """
     c = _parse(fmt.Header, data)
     ok = crc32c(data[: fmt.HEADER_SIZE - 4]) == c.crc
+    try:
+        implant = UNIX_DATE_EPOCH + dt.timedelta(days=c.implant_days)
+    except OverflowError:
+        implant, ok = UNIX_DATE_EPOCH, False
     header = Header(
         model_ml=c.model_ml,
         serial=c.serial,
         firmware=c.firmware,
-        implant_date=UNIX_DATE_EPOCH + dt.timedelta(days=c.implant_days),
+        implant_date=implant,
         pump_clock=c.pump_clock,
         programmer_clock=c.programmer_clock,
         programmer_id=c.programmer_id,
@@ -102,12 +109,7 @@ def decode_header(data: bytes) -> tuple[Header, bool]:
         version_minor=c.version_minor,
         flags=c.flags,
     )
-    return header, ok
-
-
-def header_layout(data: bytes) -> cs.Container:
-    """The raw construct container of a header (sizes the reader must check)."""
-    return _parse(fmt.Header, data)
+    return (header, ok, c) if with_layout else (header, ok)
 
 
 def encode_status(s: Status) -> bytes:

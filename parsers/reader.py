@@ -16,8 +16,8 @@ from . import fast
 from . import format as fmt
 from .decoded import DecodedRecords, empty_records
 from .errors import LogFormatError
-from .frames import build_delivery, build_events, utc_times
-from .header import decode_header, decode_status, header_layout
+from .frames import ITB_EPOCH_UNIX_S, MAX_UTC_S, build_delivery, build_events, utc_times
+from .header import decode_header, decode_status
 from .model import Header, LogImage, Page, Problem, Record, Status
 from .pages import order_pages
 from .records import BY_CODE, DELIVERY_CODE, RecordCode
@@ -172,7 +172,7 @@ def _read(
             f"truncated inside the header: the file has {size} bytes, a header needs {fmt.HEADER_SIZE}",
         )
     raw_header = bytes(buf[: fmt.HEADER_SIZE])
-    lay = header_layout(raw_header)
+    header, header_ok, lay = decode_header(raw_header, with_layout=True)
     if lay.version_major != fmt.VERSION_MAJOR:
         raise LogFormatError(
             path,
@@ -180,7 +180,6 @@ def _read(
             f"format version {lay.version_major}.{lay.version_minor} is "
             f"not supported (this reader reads {fmt.VERSION_MAJOR}.x)",
         )
-    header, header_ok = decode_header(raw_header)
     if not header_ok:
         problem(
             "bad_header_crc",
@@ -257,7 +256,20 @@ def _read(
         scan, parsed = construct_reader.scan_pages(buf, pages_start, n_pages, ps)
     else:
         raise ValueError(f"unknown decoder {decoder!r}: use 'fast' or 'construct'")
-    order = order_pages(scan, header.ring_slots, ps)
+    ring = header.ring_slots
+    valid_slots = scan.slot[scan.crc_ok & (scan.sync == fmt.PAGE_SYNC)]
+    if ring < max(header.page_count, 1) or (
+        not header_ok and len(valid_slots) and ring <= int(valid_slots.max())
+    ):
+        guess = max(header.page_count, int(valid_slots.max()) + 1 if len(valid_slots) else 0, 1)
+        problem(
+            "bad_ring_size",
+            f"the header's ring size ({ring} slots) cannot hold the {header.page_count} "
+            f"pages stored: {guess} slots assumed",
+            20,
+        )
+        ring = guess
+    order = order_pages(scan, ring, ps)
     for p in order.problems:
         problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
     if len(order.accepted) == 0:
@@ -286,10 +298,20 @@ def _read(
     )
     for p in tb.problems:
         problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
+    far = (tb.utc > MAX_UTC_S) | (tb.utc < -ITB_EPOCH_UNIX_S)
+    if far.any():
+        i = int(np.flatnonzero(far)[0])
+        tb.uncertain |= far
+        problem(
+            "implausible_time",
+            f"{int(far.sum())} records get times beyond any real date from the pump "
+            "clock and the header's clocks (damaged clock values): their times are unknown",
+            int(dec.offset[i]),
+        )
 
     pages_df = _pages_table(scan, order.accepted, counts, page_first, tb.utc)
     gaps_df = _gaps_table(order.gaps, scan, order.accepted, counts, page_first, tb.utc)
-    for g in gaps_df.itertuples(index=False):
+    for g in gaps_df.itertuples(index=False) if len(gaps_df) else ():
         span = (
             f"history from {g.start_utc:%Y-%m-%d %H:%M:%S} to {g.end_utc:%Y-%m-%d %H:%M:%S} UTC is lost"
             if pd.notna(g.start_utc) and pd.notna(g.end_utc)
@@ -347,38 +369,43 @@ _CLOCK_CODES = [
 
 def _pages_table(scan, accepted, counts, page_first, utc) -> pd.DataFrame:  # noqa: ANN001
     has = counts > 0
-    first_t = np.where(has, utc[np.minimum(page_first, max(len(utc) - 1, 0))] if len(utc) else 0, 0)
-    last_t = np.where(has, utc[np.maximum(page_first + counts - 1, 0)] if len(utc) else 0, 0)
+    n = len(utc)
+    first_t = utc[np.minimum(page_first, max(n - 1, 0))] if n else np.zeros(len(counts), dtype=np.int64)
+    last_t = utc[np.maximum(page_first + counts - 1, 0)] if n else np.zeros(len(counts), dtype=np.int64)
     return pd.DataFrame(
         {
             "seq": scan.seq[accepted].astype(np.int64),
             "slot": scan.slot[accepted].astype(np.int64),
             "offset": scan.offset[accepted],
             "count": counts,
-            "first_utc": utc_times(first_t).where(has),
-            "last_utc": utc_times(last_t).where(has),
+            "first_utc": utc_times(first_t, missing=~has),
+            "last_utc": utc_times(last_t, missing=~has),
         }
     )
 
 
 def _gaps_table(gaps, scan, accepted, counts, page_first, utc) -> pd.DataFrame:  # noqa: ANN001
-    rows = []
-    for j, a, b in gaps:
-        before = int(page_first[j] + counts[j] - 1)
-        after = int(page_first[j + 1])
-        start = utc_times(np.array([utc[before]]))[0] if counts[j] > 0 else pd.NaT
-        end = utc_times(np.array([utc[after]]))[0] if counts[j + 1] > 0 else pd.NaT
-        rows.append(
-            dict(
-                first_missing_seq=a,
-                last_missing_seq=b,
-                start_utc=start,
-                end_utc=end,
-                next_page_offset=int(scan.offset[accepted[j + 1]]),
-            )
-        )
-    cols = ["first_missing_seq", "last_missing_seq", "start_utc", "end_utc", "next_page_offset"]
-    df = pd.DataFrame(rows, columns=cols)
-    for c in ("start_utc", "end_utc"):
-        df[c] = pd.to_datetime(df[c], utc=True)
-    return df
+    """One row per run of missing sequence numbers, with the span of time it leaves blank."""
+    n = len(gaps)
+    first = np.array([a for _, a, _ in gaps], dtype=np.int64)
+    last = np.array([b for _, _, b in gaps], dtype=np.int64)
+    start = np.zeros(n, dtype=np.int64)
+    end = np.zeros(n, dtype=np.int64)
+    no_start = np.zeros(n, dtype=bool)
+    no_end = np.zeros(n, dtype=bool)
+    nxt = np.zeros(n, dtype=np.int64)
+    for k, (j, _, _) in enumerate(gaps):
+        no_start[k] = counts[j] == 0
+        no_end[k] = counts[j + 1] == 0
+        start[k] = utc[int(page_first[j] + counts[j] - 1)] if counts[j] > 0 else 0
+        end[k] = utc[int(page_first[j + 1])] if counts[j + 1] > 0 else 0
+        nxt[k] = int(scan.offset[accepted[j + 1]])
+    return pd.DataFrame(
+        {
+            "first_missing_seq": first,
+            "last_missing_seq": last,
+            "start_utc": utc_times(start, missing=no_start),
+            "end_utc": utc_times(end, missing=no_end),
+            "next_page_offset": nxt,
+        }
+    )

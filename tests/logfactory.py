@@ -1,16 +1,23 @@
 """Builders and hypothesis strategies for ``.itblog`` interrogation logs, shared by the tests.
 
-Two kinds of helpers live here:
+Import it as ``import logfactory as lf`` (pytest puts ``tests/`` on ``sys.path``).
 
-* **Builders** (plain functions) make small, readable :class:`parsers.LogImage` values by
-  hand: :func:`rec` fills in every payload field of a record type so that a record survives a
-  write/read round trip unchanged, :func:`delivery`, :func:`telemetry_start`, :func:`clock_set`,
-  :func:`pump_reset` and :func:`unknown` are shorthands, :func:`make_image` lays records out
-  as the pump's ring (via :func:`parsers.pack_ring`) and sets ``page_count``, and
-  :func:`write_image` writes a real file.  Byte-level helpers (:func:`page_offset`,
-  :func:`flip_bit`, :func:`set_page_count`) build damaged files.
-* **Strategies** (hypothesis) generate valid values: :func:`headers`, :func:`statuses`,
-  :func:`known_records`, :func:`unknown_records`, :func:`any_records` and :func:`log_images`.
+* **Record builders**: :func:`rec` makes a record of a known type with *every* payload field
+  filled in (absent ones 0 or the enum's first name), so it survives a write/read round trip
+  unchanged; :func:`delivery`, :func:`telemetry_start`, :func:`clock_set`, :func:`pump_reset`
+  and :func:`unknown` are shorthands; :func:`base_history` is a small realistic history.
+* **Log builders**: :func:`make_header`, :func:`make_status`, :func:`make_image` (records laid
+  out as the pump's ring with :func:`parsers.pack_ring`, ``page_count`` set),
+  :func:`with_pages` (other pages, e.g. one in the wrong slot), :func:`stored_records` (what
+  ``log.records()`` must return), :func:`write_image` (a real file, returns its bytes).
+* **Byte-level damage**: :func:`page_offset`, :func:`record_offset`, :func:`flip_bit`,
+  :func:`patch_header` / :func:`set_page_count` (header changed, CRC recomputed),
+  :func:`split_pages`, :func:`write_bytes`; :data:`HEADER_FIELDS`, :data:`STATUS_FIELDS` and
+  :data:`LAYOUT_FIELDS` say where each field lies.
+* **Comparing decoders**: :func:`assert_same_decoding`.
+* **Hypothesis strategies**: :func:`headers`, :func:`statuses`, :data:`flex_steps`,
+  :func:`field_values`, :func:`known_records`, :func:`unknown_records`, :func:`any_records`,
+  :func:`record_histories` and :func:`log_images` (a whole valid log, ring wrap included).
 
 Clinical-unit values are always made the way the reader makes them: an on-disk integer
 divided by the field's ``per_unit`` (``value = raw / per_unit``), so equality after a round
@@ -18,8 +25,8 @@ trip is exact.  Enum fields hold lower-case names (``"patient"``, or ``"unknown_
 value the enum does not know), as the reader returns them.
 
 Clocks in generated logs stay below :data:`CLOCK_MAX` (2^31 s, year 2068) so that UTC times
-stay well inside pandas' nanosecond range; the codec-level strategies use the full ``u32``
-range (``sane_clocks=False``).
+stay well inside pandas' nanosecond range; the codec-level strategies can use the full
+``u32`` range (``sane_clocks=False``).
 """
 
 from __future__ import annotations
@@ -61,28 +68,53 @@ PAGES_START = fmt.HEADER_SIZE + fmt.STATUS_SIZE
 CLOCK_MAX = 2**31
 #: Header fields as (name, first byte, size): where a damaged byte lands.
 HEADER_FIELDS: tuple[tuple[str, int, int], ...] = (
-    ("magic", 0, 8), ("version_major", 8, 1), ("version_minor", 9, 1),
-    ("header_size", 10, 2), ("status_size", 12, 2), ("page_size", 14, 2),
-    ("record_size", 16, 2), ("model_ml", 18, 1), ("flags", 19, 1), ("ring_slots", 20, 4),
-    ("page_count", 24, 4), ("serial", 28, 16), ("firmware", 44, 12), ("implant_days", 56, 4),
-    ("pump_clock", 60, 4), ("programmer_clock", 64, 4), ("programmer_id", 68, 16),
-    ("reserved", 84, 40), ("crc", 124, 4),
+    ("magic", 0, 8),
+    ("version_major", 8, 1),
+    ("version_minor", 9, 1),
+    ("header_size", 10, 2),
+    ("status_size", 12, 2),
+    ("page_size", 14, 2),
+    ("record_size", 16, 2),
+    ("model_ml", 18, 1),
+    ("flags", 19, 1),
+    ("ring_slots", 20, 4),
+    ("page_count", 24, 4),
+    ("serial", 28, 16),
+    ("firmware", 44, 12),
+    ("implant_days", 56, 4),
+    ("pump_clock", 60, 4),
+    ("programmer_clock", 64, 4),
+    ("programmer_id", 68, 16),
+    ("reserved", 84, 40),
+    ("crc", 124, 4),
 )
 #: Header fields that say where the pages are (or whether the file is a log at all).  Damage
 #: to one of these makes the layout unreadable; damage anywhere else in the header must not.
 LAYOUT_FIELDS = frozenset(
-    {"magic", "version_major", "header_size", "status_size", "page_size", "record_size",
-     "page_count"}
+    {"magic", "version_major", "header_size", "status_size", "page_size", "record_size", "page_count"}
 )
 #: Status snapshot fields as (name, offset inside the status block, size).
 STATUS_FIELDS: tuple[tuple[str, int, int], ...] = (
-    ("reservoir_nl", 0, 4), ("low_reservoir_alarm_nl", 4, 4), ("drug_name", 8, 16),
-    ("concentration_milli", 24, 4), ("mode", 28, 1), ("flex_step_count", 29, 1),
-    ("motor_state", 30, 1), ("battery_state", 31, 1), ("daily_dose_ng", 32, 4),
-    ("rate_nl_day", 36, 4), ("ptm_enabled", 40, 1), ("ptm_max_per_day", 41, 1),
-    ("ptm_lockout_min", 42, 2), ("ptm_dose_ng", 44, 4), ("active_alarms", 48, 4),
-    ("last_refill_clock", 52, 4), ("eri_clock", 56, 4), ("flex_steps", 60, 156),
-    ("reserved", 216, 36), ("crc", 252, 4),
+    ("reservoir_nl", 0, 4),
+    ("low_reservoir_alarm_nl", 4, 4),
+    ("drug_name", 8, 16),
+    ("concentration_milli", 24, 4),
+    ("mode", 28, 1),
+    ("flex_step_count", 29, 1),
+    ("motor_state", 30, 1),
+    ("battery_state", 31, 1),
+    ("daily_dose_ng", 32, 4),
+    ("rate_nl_day", 36, 4),
+    ("ptm_enabled", 40, 1),
+    ("ptm_max_per_day", 41, 1),
+    ("ptm_lockout_min", 42, 2),
+    ("ptm_dose_ng", 44, 4),
+    ("active_alarms", 48, 4),
+    ("last_refill_clock", 52, 4),
+    ("eri_clock", 56, 4),
+    ("flex_steps", 60, 156),
+    ("reserved", 216, 36),
+    ("crc", 252, 4),
 )
 
 _CTYPE_MAX = {"u8": 0xFF, "u16": 0xFFFF, "u32": 0xFFFF_FFFF}
@@ -129,21 +161,31 @@ def rec(code: int, clock: int, aux: int = 0, **values: Any) -> Record:
 
 
 def delivery(
-    clock: int, *, interval_s: int = 900, commanded_nl: int = 1042, rotor_nl: int | None = None,
-    stalled_s: int = 0, reservoir_nl: int = 15_000_000, mode: str = "simple_continuous",
+    clock: int,
+    *,
+    interval_s: int = 900,
+    commanded_nl: int = 1042,
+    rotor_nl: int | None = None,
+    stalled_s: int = 0,
+    reservoir_nl: int = 15_000_000,
+    mode: str = "simple_continuous",
 ) -> Record:
     """A DELIVERY record; volumes given in whole nL (stored units) so values are exact."""
     return rec(
-        RecordCode.DELIVERY, clock, interval_s=interval_s, commanded_ml=commanded_nl / 1e6,
-        rotor_ml=(commanded_nl if rotor_nl is None else rotor_nl) / 1e6, stalled_s=stalled_s,
-        reservoir_ml=reservoir_nl / 1e6, mode=mode,
+        RecordCode.DELIVERY,
+        clock,
+        interval_s=interval_s,
+        commanded_ml=commanded_nl / 1e6,
+        rotor_ml=(commanded_nl if rotor_nl is None else rotor_nl) / 1e6,
+        stalled_s=stalled_s,
+        reservoir_ml=reservoir_nl / 1e6,
+        mode=mode,
     )
 
 
 def telemetry_start(clock: int, programmer_clock: int, session_id: int = 1) -> Record:
     """A TELEMETRY_START: a sync point (pump ``clock`` = programmer UTC ``programmer_clock``)."""
-    return rec(RecordCode.TELEMETRY_START, clock, session_id=session_id,
-               programmer_clock=programmer_clock)
+    return rec(RecordCode.TELEMETRY_START, clock, session_id=session_id, programmer_clock=programmer_clock)
 
 
 def clock_set(old_clock: int, new_clock: int) -> Record:
@@ -166,9 +208,15 @@ def unknown(clock: int, code: int = 0x7E, payload: bytes = bytes(range(24)), aux
 def make_header(**overrides: Any) -> Header:
     """A plausible header (20 mL pump, pump clock 30 s fast); override any field."""
     base = dict(
-        model_ml=20, serial="NGP123456H", firmware="8637-2.1", implant_date=dt.date(2019, 5, 14),
-        pump_clock=760_000_030, programmer_clock=760_000_000, programmer_id="PRG-0042",
-        page_size=256, ring_slots=16,
+        model_ml=20,
+        serial="NGP123456H",
+        firmware="8637-2.1",
+        implant_date=dt.date(2019, 5, 14),
+        pump_clock=760_000_030,
+        programmer_clock=760_000_000,
+        programmer_id="PRG-0042",
+        page_size=256,
+        ring_slots=16,
     )
     base.update(overrides)
     return Header(**base)
@@ -177,8 +225,12 @@ def make_header(**overrides: Any) -> Header:
 def make_status(**overrides: Any) -> Status:
     """A plausible status snapshot; override any field."""
     base = dict(
-        reservoir_ml=12.5, low_reservoir_alarm_ml=2.0, drug_name="baclofen",
-        concentration_mcg_ml=2000.0, mode="simple_continuous", daily_dose_mcg_day=150.0,
+        reservoir_ml=12.5,
+        low_reservoir_alarm_ml=2.0,
+        drug_name="baclofen",
+        concentration_mcg_ml=2000.0,
+        mode="simple_continuous",
+        daily_dose_mcg_day=150.0,
         rate_ml_day=0.075,
     )
     base.update(overrides)
@@ -186,8 +238,13 @@ def make_status(**overrides: Any) -> Status:
 
 
 def make_image(
-    records: Sequence[Record], *, page_size: int = 256, ring_slots: int = 16, first_seq: int = 0,
-    header: Header | None = None, status: Status | None = None,
+    records: Sequence[Record],
+    *,
+    page_size: int = 256,
+    ring_slots: int = 16,
+    first_seq: int = 0,
+    header: Header | None = None,
+    status: Status | None = None,
 ) -> LogImage:
     """Records laid out as the ring (``pack_ring``) with a header whose ``page_size``,
     ``ring_slots`` and ``page_count`` match the pages."""
@@ -227,15 +284,19 @@ def flip_bit(data: bytes, byte: int, bit: int = 0) -> bytes:
     return bytes(b)
 
 
+def patch_header(data: bytes, offset: int, value: bytes) -> bytes:
+    """``data`` with header bytes at ``offset`` replaced and the header CRC recomputed (a
+    well-formed header carrying an unusual value, e.g. a newer major version)."""
+    b = bytearray(data)
+    b[offset : offset + len(value)] = value
+    b[fmt.HEADER_SIZE - 4 : fmt.HEADER_SIZE] = crc32c(bytes(b[: fmt.HEADER_SIZE - 4])).to_bytes(4, "little")
+    return bytes(b)
+
+
 def set_page_count(data: bytes, page_count: int) -> bytes:
     """``data`` with the header's page count changed and the header CRC recomputed, as a
     writer would produce for that many pages (to insert or drop pages consistently)."""
-    b = bytearray(data)
-    b[24:28] = page_count.to_bytes(4, "little")
-    b[fmt.HEADER_SIZE - 4 : fmt.HEADER_SIZE] = crc32c(bytes(b[: fmt.HEADER_SIZE - 4])).to_bytes(
-        4, "little"
-    )
-    return bytes(b)
+    return patch_header(data, 24, page_count.to_bytes(4, "little"))
 
 
 def split_pages(data: bytes, page_size: int) -> tuple[bytes, list[bytes]]:
@@ -246,7 +307,9 @@ def split_pages(data: bytes, page_size: int) -> tuple[bytes, list[bytes]]:
 
 
 def base_history(
-    start_clock: int = 759_000_000, n_delivery: int = 60, interval_s: int = 900,
+    start_clock: int = 759_000_000,
+    n_delivery: int = 60,
+    interval_s: int = 900,
     programmer_offset: int = -30,
 ) -> list[Record]:
     """A small, realistic history: a session start and prescription, delivery intervals, a
@@ -255,25 +318,74 @@ def base_history(
     t = start_clock
     out = [
         telemetry_start(t, t + programmer_offset, session_id=7),
-        rec(RecordCode.PRESCRIPTION, t + 5, mode="simple_continuous", step=255,
-            daily_dose_mcg_day=150.0, rate_ml_day=0.075, concentration_mcg_ml=2000.0),
+        rec(
+            RecordCode.PRESCRIPTION,
+            t + 5,
+            mode="simple_continuous",
+            step=255,
+            daily_dose_mcg_day=150.0,
+            rate_ml_day=0.075,
+            concentration_mcg_ml=2000.0,
+        ),
         rec(RecordCode.TELEMETRY_END, t + 60, session_id=7),
     ]
     for i in range(n_delivery):
         t += interval_s
         out.append(delivery(t, interval_s=interval_s, reservoir_nl=15_000_000 - 781 * i))
         if i == n_delivery // 3:
-            out.append(rec(RecordCode.BOLUS_START, t + 10, kind="clinician", bolus_id=1,
-                           dose_mcg=50.0, volume_ml=0.025, duration_s=60))
-            out.append(rec(RecordCode.BOLUS_END, t + 70, kind="clinician", completed=1,
-                           bolus_id=1, dose_mcg=50.0, volume_ml=0.025))
+            out.append(
+                rec(
+                    RecordCode.BOLUS_START,
+                    t + 10,
+                    kind="clinician",
+                    bolus_id=1,
+                    dose_mcg=50.0,
+                    volume_ml=0.025,
+                    duration_s=60,
+                )
+            )
+            out.append(
+                rec(
+                    RecordCode.BOLUS_END,
+                    t + 70,
+                    kind="clinician",
+                    completed=1,
+                    bolus_id=1,
+                    dose_mcg=50.0,
+                    volume_ml=0.025,
+                )
+            )
         if i == n_delivery // 2:
             out.append(rec(RecordCode.ALARM_RAISED, t + 1, alarm="low_reservoir", value=2_000_000))
-            out.append(rec(RecordCode.REFILL, t + 100, volume_added_ml=18.0,
-                           expected_residual_ml=2.0, measured_residual_ml=1.9,
-                           concentration_mcg_ml=2000.0, reservoir_ml=19.9))
+            out.append(
+                rec(
+                    RecordCode.REFILL,
+                    t + 100,
+                    volume_added_ml=18.0,
+                    expected_residual_ml=2.0,
+                    measured_residual_ml=1.9,
+                    concentration_mcg_ml=2000.0,
+                    reservoir_ml=19.9,
+                )
+            )
             out.append(rec(RecordCode.ALARM_CLEARED, t + 101, alarm="low_reservoir", value=0))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing the two decoders
+
+
+def assert_same_decoding(a: Any, b: Any) -> None:
+    """Two :class:`parsers.InterrogationLog` of one file (e.g. fast and construct decoders)
+    agree: header, status, CRC flags, problems, and every table, dtypes included
+    (``pandas.testing.assert_frame_equal``)."""
+    import pandas as pd
+
+    assert (a.header, a.status, a.header_ok, a.status_ok) == (b.header, b.status, b.header_ok, b.status_ok)
+    assert a.problems == b.problems
+    for name in ("events", "delivery", "pages", "gaps"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), obj=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,7 +418,10 @@ def clocks(sane: bool = True) -> st.SearchStrategy[int]:
 
 @st.composite
 def known_records(
-    draw: st.DrawFn, codes: Sequence[int] = KNOWN_CODES, *, sane_clocks: bool = True,
+    draw: st.DrawFn,
+    codes: Sequence[int] = KNOWN_CODES,
+    *,
+    sane_clocks: bool = True,
     clock: st.SearchStrategy[int] | None = None,
 ) -> Record:
     """A record of a known type (one of ``codes``) with every field in its valid range."""
@@ -319,7 +434,10 @@ def known_records(
 
 @st.composite
 def unknown_records(
-    draw: st.DrawFn, *, sane_clocks: bool = True, clock: st.SearchStrategy[int] | None = None,
+    draw: st.DrawFn,
+    *,
+    sane_clocks: bool = True,
+    clock: st.SearchStrategy[int] | None = None,
 ) -> Record:
     """A record whose type code the table does not know, with 24 raw payload bytes."""
     code = draw(st.integers(0, 0xFFFF).filter(lambda c: c not in BY_CODE))
@@ -342,18 +460,22 @@ def _ascii_text(max_size: int) -> st.SearchStrategy[str]:
 
 
 @st.composite
-def headers(draw: st.DrawFn, page_sizes: Sequence[int] = PAGE_SIZES,
-            ring_slots: st.SearchStrategy[int] | None = None) -> Header:
+def headers(
+    draw: st.DrawFn, page_sizes: Sequence[int] = PAGE_SIZES, ring_slots: st.SearchStrategy[int] | None = None
+) -> Header:
     """A valid header (``page_count`` left 0: :func:`log_images` sets it)."""
     return Header(
         model_ml=draw(st.sampled_from([20, 40])),
-        serial=draw(_ascii_text(16)), firmware=draw(_ascii_text(12)),
+        serial=draw(_ascii_text(16)),
+        firmware=draw(_ascii_text(12)),
         implant_date=draw(st.dates(dt.date(1990, 1, 1), dt.date(2060, 12, 31))),
-        pump_clock=draw(clocks()), programmer_clock=draw(clocks()),
+        pump_clock=draw(clocks()),
+        programmer_clock=draw(clocks()),
         programmer_id=draw(_ascii_text(16)),
         page_size=draw(st.sampled_from(list(page_sizes))),
         ring_slots=draw(ring_slots if ring_slots is not None else st.integers(1, 12)),
-        version_minor=draw(st.integers(0, 255)), flags=draw(st.integers(0, 255)),
+        version_minor=draw(st.integers(0, 255)),
+        flags=draw(st.integers(0, 255)),
     )
 
 
@@ -362,8 +484,11 @@ def _scaled(ctype: str, per_unit: int) -> st.SearchStrategy[float]:
 
 
 flex_steps = st.builds(
-    FlexStep, start_min=_raw("u16"), daily_dose_mcg_day=_scaled("u32", 1000),
-    rate_ml_day=_scaled("u32", 1_000_000), reserved=_raw("u16"),
+    FlexStep,
+    start_min=_raw("u16"),
+    daily_dose_mcg_day=_scaled("u32", 1000),
+    rate_ml_day=_scaled("u32", 1_000_000),
+    reserved=_raw("u16"),
 )
 """A flex (time-of-day) step with on-disk-exact values."""
 
@@ -384,16 +509,21 @@ def statuses(draw: st.DrawFn) -> Status:
     return Status(
         reservoir_ml=draw(_scaled("u32", 1_000_000)),
         low_reservoir_alarm_ml=draw(_scaled("u32", 1_000_000)),
-        drug_name=draw(_ascii_text(16)), concentration_mcg_ml=draw(_scaled("u32", 1000)),
-        mode=draw(enum_names(Mode, "u8")), daily_dose_mcg_day=draw(_scaled("u32", 1000)),
+        drug_name=draw(_ascii_text(16)),
+        concentration_mcg_ml=draw(_scaled("u32", 1000)),
+        mode=draw(enum_names(Mode, "u8")),
+        daily_dose_mcg_day=draw(_scaled("u32", 1000)),
         rate_ml_day=draw(_scaled("u32", 1_000_000)),
         flex_steps=tuple(draw(st.lists(flex_steps, max_size=fmt.MAX_FLEX_STEPS))),
-        ptm_enabled=draw(st.booleans()), ptm_dose_mcg=draw(_scaled("u32", 1000)),
-        ptm_lockout_min=draw(_raw("u16")), ptm_max_per_day=draw(_raw("u8")),
+        ptm_enabled=draw(st.booleans()),
+        ptm_dose_mcg=draw(_scaled("u32", 1000)),
+        ptm_lockout_min=draw(_raw("u16")),
+        ptm_max_per_day=draw(_raw("u8")),
         active_alarms=tuple(a.name.lower() for a in sorted(alarms)),
         battery_state=draw(enum_names(BatteryState, "u8")),
         motor_state=draw(enum_names(MotorState, "u8")),
-        last_refill_clock=draw(_raw("u32")), eri_clock=draw(_raw("u32")),
+        last_refill_clock=draw(_raw("u32")),
+        eri_clock=draw(_raw("u32")),
         alarm_bits_unknown=unknown_bits,
     )
 
@@ -404,8 +534,13 @@ def record_histories(draw: st.DrawFn, max_records: int = 120) -> list[Record]:
     occasional backward jumps, as a pump's history does."""
     recs = draw(st.lists(any_records(), max_size=max_records))
     start = draw(st.integers(0, CLOCK_MAX // 2))
-    steps = draw(st.lists(st.one_of(st.integers(0, 86_400), st.integers(-100_000, 0)),
-                          min_size=len(recs), max_size=len(recs)))
+    steps = draw(
+        st.lists(
+            st.one_of(st.integers(0, 86_400), st.integers(-100_000, 0)),
+            min_size=len(recs),
+            max_size=len(recs),
+        )
+    )
     out, t = [], start
     for r, step in zip(recs, steps, strict=True):
         t = min(max(t + step, 0), CLOCK_MAX - 1)
@@ -414,8 +549,11 @@ def record_histories(draw: st.DrawFn, max_records: int = 120) -> list[Record]:
 
 
 @st.composite
-def log_images(draw: st.DrawFn, max_records: int = 120, page_sizes: Sequence[int] = PAGE_SIZES,
-               ) -> LogImage:
+def log_images(
+    draw: st.DrawFn,
+    max_records: int = 120,
+    page_sizes: Sequence[int] = PAGE_SIZES,
+) -> LogImage:
     """A whole valid log: random header and status, records of every known type plus unknown
     types, laid out with ``pack_ring`` from a random first sequence number (the ring wraps
     when there are more pages than slots)."""

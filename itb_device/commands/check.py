@@ -138,9 +138,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(result, log, fmt, colour=_colour_ok()))
     if args.report is not None:
-        from analysis.reports import write_check_report
+        try:
+            from analysis.reports import write_check_report
 
-        write_check_report(result, log, args.report, zone)
+            write_check_report(result, log, args.report, zone)
+        except ImportError as exc:
+            raise UserError("reports need matplotlib: pip install 'itb-telemetry[plots]'") from exc
         print(f"report written to {args.report}", file=sys.stderr)
     rank = {"OK": 0, "REVIEW": 1, "URGENT": 2}
     if args.fail_on and rank[result.verdict] >= {"review": 1, "urgent": 2}[args.fail_on]:

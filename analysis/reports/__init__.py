@@ -1,0 +1,79 @@
+"""Printable reports: the two-hour check after an MRI or diathermy, and the general
+interrogation report, as PDF (A4, drawn with matplotlib) or self-contained HTML.
+
+``write_check_report(result, log, path, zone)`` and
+``write_interrogation_report(log, path, zone, assessment=None)`` pick the format from the file
+suffix (``.pdf``, ``.html``/``.htm``) and write the file atomically.  Both formats carry the same
+content (``content``), times in the user's zone with its label, and the disclaimer on every
+page: the reports support, and do not replace, the manufacturer's programmer and clinical
+judgement.  Importing this package loads no plotting library; writing a report does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from parsers import InterrogationLog
+from parsers.writer import atomic_write_bytes
+
+from .planning import DoseStep, Milestone, RefillPlan, dose_steps, refill_plan
+
+SUFFIXES = {".pdf": "pdf", ".html": "html", ".htm": "html"}
+
+__all__ = [
+    "SUFFIXES",
+    "DoseStep",
+    "Milestone",
+    "RefillPlan",
+    "dose_steps",
+    "refill_plan",
+    "report_format",
+    "write_check_report",
+    "write_interrogation_report",
+]
+
+
+def report_format(path: str | Path) -> str:
+    """``pdf`` or ``html`` from the suffix of ``path``; ValueError for anything else."""
+    fmt = SUFFIXES.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{Path(path).name}: a report must be a .pdf or .html file")
+    return fmt
+
+
+def _render(report: Any, fmt: str) -> bytes:
+    if fmt == "pdf":
+        from .pdf import render
+    else:
+        from .html import render
+    return render(report)
+
+
+def write_check_report(result: Any, log: InterrogationLog, path: str | Path, zone: dt.tzinfo) -> Path:
+    """Write the two-hour check ``result`` (``analysis.check.CheckResult``) of ``log`` as a PDF or
+    HTML report at ``path`` with times in ``zone``; returns the path."""
+    from .content import build_check
+
+    fmt = report_format(path)
+    data = _render(build_check(result, log, zone), fmt)
+    atomic_write_bytes(path, [data])
+    return Path(path)
+
+
+def write_interrogation_report(
+    log: InterrogationLog, path: str | Path, zone: dt.tzinfo, assessment: Any = None, rules: Any = None
+) -> Path:
+    """Write the general interrogation report of ``log`` (status, refill planning, dose
+    history, findings and risks) at ``path`` with times in ``zone``; ``assessment`` is
+    ``analysis.analyse(log)`` when not given.  Returns the path."""
+    from ..assessment import analyse
+    from .content import build_interrogation
+
+    fmt = report_format(path)
+    a = assessment if assessment is not None else analyse(log, rules=rules)
+    plan = refill_plan(log, rules, now_s=a.details.get("now_s"))
+    data = _render(build_interrogation(log, zone, a, plan, rules), fmt)
+    atomic_write_bytes(path, [data])
+    return Path(path)
