@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
 from test_analysis_logbuilder import LogBuilder
 
 import analysis
@@ -49,26 +47,35 @@ def test_analysis_does_not_import_plotting_or_the_device_layer():
     assert out.stdout.strip() == "False"
 
 
-def test_a_year_of_hourly_history_is_fast(tmp_path):
+def test_a_year_of_hourly_history_is_analysed_whole(tmp_path):
     b = LogBuilder()
     b.program(b.t(), flex=[(0, 240), (420, 300), (1200, 200)])
     for d in (90, 180, 270):
         b.refill(b.t(days=d), 20.0)
     path = b.write(tmp_path / "year.itblog", b.t(days=365))
     log = read_log(path)
-    t = time.perf_counter()
-    a = analyse(log)
-    elapsed = time.perf_counter() - t
-    assert elapsed < 2.0, elapsed
+    a = analyse(log)  # speed is measured by benchmarks/check.py, not here
     assert len(a.reconstruction) >= 365 * 24
     assert a.kinds() == []
 
 
-@pytest.mark.skipif(not any((ROOT / "sample_logs").glob("*.truth.json")),
-                    reason="no sample logs with truth files")
-def test_sample_logs_analyse_without_errors():
+def test_sample_logs_score_with_no_missed_or_false_risk():
+    """The scoring on the committed samples: every sample analysed, no withdrawal or
+    overdose risk missed (never lower than the truth), none raised on the normal logs, and
+    damaged history never read as 'no risk'."""
+    from analysis.risk import LEVELS
     from analysis.scoring import score_directory
 
     res = score_directory(ROOT / "sample_logs")
     assert res.summary["errors"] == 0
-    assert res.summary["samples"] > 0
+    assert res.summary["samples"] == len(list((ROOT / "sample_logs").glob("*.truth.json"))) >= 14
+    risks = res.risks.set_index("sample")
+    for kind in ("withdrawal", "overdose"):
+        got = risks[kind].map(LEVELS.index)
+        want = risks[f"{kind}_expected"].map(LEVELS.index)
+        assert (got >= want).all(), risks[got < want]  # no risk missed or understated
+    normal = risks.loc[["normal_year", "clock_reset"]]
+    assert (normal[["withdrawal", "overdose"]] == "none").all().all()  # no false risk
+    assert (risks.loc["corrupted_log", ["withdrawal", "overdose"]] != "none").all()
+    assert res.summary["risk_mismatches"] == 0
+    assert res.summary["missed_findings"] == 0
