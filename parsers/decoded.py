@@ -40,6 +40,8 @@ class DecodedRecords:
     unknown_payload: dict[int, bytes]  # event row position -> 24 payload bytes
     delivery_clock: np.ndarray | None = None  # clock[delivery_idx], if the decoder has it at hand
     delivery_aux: np.ndarray | None = None  # aux[delivery_idx], likewise
+    delivery_offset: np.ndarray | None = None  # offset[delivery_idx], likewise
+    delivery_page_seq: np.ndarray | None = None  # page_seq[delivery_idx], likewise
 
     def __len__(self) -> int:
         return len(self.clock)

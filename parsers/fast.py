@@ -75,10 +75,16 @@ def scan_pages(buf: memoryview, start: int, n_pages: int, page_size: int) -> Pag
     )
 
 
+CHUNK_PAGES = 1024  # pages gathered at a time: bounds the temporary copies to a few MiB
+
+
 def decode_records(
     buf: memoryview, start: int, n_pages: int, page_size: int, scan: PageScan, order: PageOrder
 ) -> DecodedRecords:
-    """Decode the records of the accepted pages, in sequence order."""
+    """Decode the records of the accepted pages, in sequence order.
+
+    Works through the pages a chunk at a time, writing straight into preallocated output
+    arrays, so the only full-size arrays are the outputs themselves."""
     rpp = fmt.records_per_page(page_size)
     area = rpp * RECORD_SIZE
     pages = np.frombuffer(buf, dtype=np.uint8, count=n_pages * page_size, offset=start)
@@ -86,48 +92,76 @@ def decode_records(
     idx = order.accepted
     counts = scan.count[idx].astype(np.int64)
     total = int(counts.sum())
-    # gather the record areas as plain bytes (much faster than a structured-record gather)
-    raw = pages[idx, fmt.PAGE_HEADER_SIZE : fmt.PAGE_HEADER_SIZE + area]
-    grid = raw.view(RECORD_DTYPE)  # (pages, records per page)
-    base = (scan.offset[idx] + fmt.PAGE_HEADER_SIZE)[:, None] + np.arange(rpp, dtype=np.int64) * RECORD_SIZE
-    seq = np.broadcast_to(scan.seq[idx][:, None], (len(idx), rpp))  # uint32
-    if total == 0 or np.all(counts[:-1] == rpp):  # the usual case: only the newest page is partial
-        recs = grid.reshape(-1)[:total]
-        offset = base.reshape(-1)[:total]
-        page_seq = seq.reshape(-1)[:total]
-    else:
-        keep = np.arange(rpp)[None, :] < counts[:, None]
-        recs, offset, page_seq = grid[keep], base[keep], seq[keep]
-
-    code = recs["code"]
+    clock = np.empty(total, dtype=np.uint32)
+    code = np.empty(total, dtype=np.uint16)
+    aux = np.empty(total, dtype=np.uint16)
+    offset = np.empty(total, dtype=np.int64)
+    page_seq = np.empty(total, dtype=np.uint32)
+    dfull = np.empty(total, dtype=DELIVERY_RECORD_DTYPE)  # delivery records, whole; fields are views
+    drows = dfull.view(np.uint8).reshape(-1, RECORD_SIZE)
+    doffset = np.empty(total, dtype=np.int64)
+    dseq = np.empty(total, dtype=np.uint32)
+    ev_rows: list[np.ndarray] = []
+    lane = np.arange(rpp, dtype=np.int64)
+    p = q = 0
+    for c0 in range(0, len(idx), CHUNK_PAGES):
+        ic = idx[c0 : c0 + CHUNK_PAGES]
+        cc = counts[c0 : c0 + CHUNK_PAGES]
+        # gather the record areas as plain bytes (much faster than a structured gather)
+        raw = pages[ic, fmt.PAGE_HEADER_SIZE : fmt.PAGE_HEADER_SIZE + area].reshape(-1, RECORD_SIZE)
+        base = (scan.offset[ic] + fmt.PAGE_HEADER_SIZE)[:, None] + lane * RECORD_SIZE
+        seq = np.broadcast_to(scan.seq[ic][:, None], (len(ic), rpp))
+        if np.all(cc[:-1] == rpp):  # the usual case: only the newest page is partial
+            n = int(cc.sum())
+            rows = raw[:n]
+            offset[p : p + n] = base.reshape(-1)[:n]
+            page_seq[p : p + n] = seq.reshape(-1)[:n]
+        else:
+            keep = (lane[None, :] < cc[:, None]).reshape(-1)
+            rows = raw[keep]
+            n = len(rows)
+            offset[p : p + n] = base.reshape(-1)[keep]
+            page_seq[p : p + n] = seq.reshape(-1)[keep]
+        recs = rows.view(RECORD_DTYPE).reshape(-1)
+        clock[p : p + n] = recs["clock"]
+        code[p : p + n] = recs["code"]
+        aux[p : p + n] = recs["aux"]
+        is_del = recs["code"] == DELIVERY_CODE
+        sel = np.flatnonzero(is_del)
+        k = len(sel)
+        np.take(rows, sel, axis=0, out=drows[q : q + k])
+        np.take(offset[p : p + n], sel, out=doffset[q : q + k])
+        np.take(page_seq[p : p + n], sel, out=dseq[q : q + k])
+        if k < n:
+            ev_rows.append(np.take(rows, np.flatnonzero(~is_del), axis=0))
+        p += n
+        q += k
+    dfull = dfull[:q]
+    delivery = {name: dfull[name] for name in DELIVERY_FIELDS}
     is_del = code == DELIVERY_CODE
     delivery_idx = np.flatnonzero(is_del)
     event_idx = np.flatnonzero(~is_del)
-    # delivery rows: one row gather of raw bytes, then every field (clock and aux included) is a view
-    rows = recs.view(np.uint8).reshape(-1, RECORD_SIZE) if recs.flags.c_contiguous else None
-    if rows is None:
-        rows = np.ascontiguousarray(recs).view(np.uint8).reshape(-1, RECORD_SIZE)
-    full = np.take(rows, delivery_idx, axis=0).view(DELIVERY_RECORD_DTYPE).reshape(-1)
-    delivery = {k: full[k] for k in DELIVERY_FIELDS}
 
     ev_code = code[event_idx]
-    events = {k: np.full(len(event_idx), np.nan) for k in EVENT_FIELDS}
+    block = np.full((len(EVENT_FIELDS), len(event_idx)), np.nan)  # one allocation for all columns
+    events = {k: block[i] for i, k in enumerate(EVENT_FIELDS)}
     unknown: dict[int, bytes] = {}
-    payloads = recs["payload"][event_idx]
+    ev = (np.concatenate(ev_rows) if ev_rows else np.empty((0, RECORD_SIZE), np.uint8)).view(RECORD_DTYPE)
+    payloads = ev.reshape(-1)["payload"]
     for c in np.unique(ev_code).tolist():
-        rows = np.flatnonzero(ev_code == c)
+        rows_c = np.flatnonzero(ev_code == c)
         dt = PAYLOAD_DTYPES.get(c)
         if dt is None:
-            for r in rows.tolist():
+            for r in rows_c.tolist():
                 unknown[r] = payloads[r].tobytes()
             continue
-        vals = payloads[rows].view(dt)
+        vals = payloads[rows_c].view(dt)
         for name in dt.names:
-            events[name][rows] = vals[name]
+            events[name][rows_c] = vals[name]
     return DecodedRecords(
-        clock=recs["clock"],
+        clock=clock,
         code=code,
-        aux=recs["aux"],
+        aux=aux,
         offset=offset,
         page_seq=page_seq,
         delivery_idx=delivery_idx,
@@ -135,6 +169,8 @@ def decode_records(
         event_idx=event_idx,
         events=events,
         unknown_payload=unknown,
-        delivery_clock=full["clock"],
-        delivery_aux=full["aux"],
+        delivery_clock=dfull["clock"],
+        delivery_aux=dfull["aux"],
+        delivery_offset=doffset[:q],
+        delivery_page_seq=dseq[:q],
     )

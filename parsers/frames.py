@@ -28,20 +28,23 @@ MAX_UTC_S = 7_900_000_000  # 2250-05-05: beyond it nanosecond times overflow; su
 
 def _sort_key(seconds: np.ndarray) -> np.ndarray:
     """Times for ordering rows: unrepresentable ones (shown as NaT) go last."""
+    if not len(seconds) or (seconds.max() <= MAX_UTC_S and seconds.min() >= -ITB_EPOCH_UNIX_S):
+        return seconds
     bad = (seconds > MAX_UTC_S) | (seconds < -ITB_EPOCH_UNIX_S)
-    return np.where(bad, np.iinfo(np.int64).max, seconds) if bad.any() else seconds
+    return np.where(bad, np.iinfo(np.int64).max, seconds)
 
 
 def utc_times(seconds: np.ndarray, missing: np.ndarray | None = None) -> pd.DatetimeIndex:
     """ITB-epoch seconds as a UTC DatetimeIndex (nanosecond resolution); ``missing`` rows,
     and times too far out to represent, become NaT."""
     ns = seconds.astype(np.int64)  # a fresh array, converted in place below
-    bad = (ns > MAX_UTC_S) | (ns < -ITB_EPOCH_UNIX_S)
+    out_of_range = len(ns) and (ns.max() > MAX_UTC_S or ns.min() < -ITB_EPOCH_UNIX_S)
+    bad = ((ns > MAX_UTC_S) | (ns < -ITB_EPOCH_UNIX_S)) if out_of_range else None
     if missing is not None:
-        bad |= missing
+        bad = missing if bad is None else bad | missing
     ns += ITB_EPOCH_UNIX_S
     ns *= _NS
-    if bad.any():
+    if bad is not None and bad.any():
         ns[bad] = _NAT
     return pd.DatetimeIndex(ns.view("M8[ns]"), dtype="datetime64[ns, UTC]")
 
@@ -166,8 +169,10 @@ def build_delivery(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) 
     cols.update(  # narrow integer types keep a table of millions of rows small and quick
         pump_clock=clock.astype(np.uint32, copy=False),
         time_uncertain=uncertain[idx],
-        page_seq=dec.page_seq[idx].astype(np.uint32, copy=False),
-        offset=dec.offset[idx],
+        page_seq=(dec.delivery_page_seq if dec.delivery_page_seq is not None else dec.page_seq[idx]).astype(
+            np.uint32, copy=False
+        ),
+        offset=dec.delivery_offset if dec.delivery_offset is not None else dec.offset[idx],
         aux=aux.astype(np.uint16, copy=False),
     )
     df = pd.DataFrame(cols, copy=False)

@@ -139,6 +139,12 @@ def correct_clocks(
         seg = clk[lo:hi]
         if len(pts) == 1 or np.all(offs == offs[0]):
             utc[lo:hi] = seg + int(offs[0])
+        elif len(pts) == 2 and seg.min() >= xs[0] and seg.max() <= xs[1]:
+            # one drift line between two sync points: the interpolation, without the search
+            slope = (offs[1] - offs[0]) / (xs[1] - xs[0])
+            line = (seg - xs[0]) * slope
+            line += offs[0]
+            utc[lo:hi] = seg + np.rint(line).astype(np.int64)
         else:
             utc[lo:hi] = seg + np.rint(np.interp(seg, xs, offs)).astype(np.int64)
         if uncertain_seg[k]:
