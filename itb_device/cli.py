@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "interrogate": "Read a pump's status and whole log over a link and save it",
     "replay-capture": "Reproduce an interrogation's decode offline from its byte capture",
     "make-cohort": "Simulate a synthetic cohort of pumps for research tests and benchmarks",
+    "cohort": "Research tables, Parquet/CSV and plots for many logs, in parallel (local or Dask)",
     "score": "Score the analysis against the sample logs' ground truth",
 }
 
