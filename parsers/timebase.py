@@ -60,7 +60,7 @@ def correct_clocks(
     for i in gap_starts:
         kinds.setdefault(i, "gap")
     if n > 1:
-        back = np.flatnonzero(np.diff(clk) < -BACKWARD_TOLERANCE_S) + 1
+        back = np.flatnonzero(clk[1:] < clk[:-1] - BACKWARD_TOLERANCE_S) + 1
         for i in back.tolist():
             if i not in kinds:
                 kinds[i] = "jump"
@@ -142,9 +142,13 @@ def correct_clocks(
         elif len(pts) == 2 and seg.min() >= xs[0] and seg.max() <= xs[1]:
             # one drift line between two sync points: the interpolation, without the search
             slope = (offs[1] - offs[0]) / (xs[1] - xs[0])
-            line = (seg - xs[0]) * slope
+            line = seg - xs[0]  # float64, then worked in place
+            line *= slope
             line += offs[0]
-            utc[lo:hi] = seg + np.rint(line).astype(np.int64)
+            np.rint(line, out=line)
+            out = utc[lo:hi]
+            out[:] = line  # exact: whole numbers
+            out += seg
         else:
             utc[lo:hi] = seg + np.rint(np.interp(seg, xs, offs)).astype(np.int64)
         if uncertain_seg[k]:
