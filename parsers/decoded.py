@@ -22,10 +22,11 @@ class DecodedRecords:
     """Raw on-disk integers for every record of the accepted pages, in sequence order.
 
     ``clock``, ``code``, ``aux``, ``offset`` and ``page_seq`` cover all records.  Delivery
-    records' payload fields are in ``delivery`` (dense, one entry per delivery record, rows
-    ``delivery_idx``); every other record's fields are in ``events`` (float64, NaN where a
-    type has no such field, rows ``event_idx``), and unknown types keep their payload bytes
-    in ``unknown_payload``.
+    records' payload fields are in ``delivery`` as raw integers (dense, one entry per delivery
+    record, rows ``delivery_idx``), or already converted to table columns in
+    ``delivery_columns`` (the fast decoder, which keeps only the enum raw).  Every other
+    record's fields are in ``events`` (float64, NaN where a type has no such field, rows
+    ``event_idx``), and unknown types keep their payload bytes in ``unknown_payload``.
     """
 
     clock: np.ndarray
@@ -42,6 +43,21 @@ class DecodedRecords:
     delivery_aux: np.ndarray | None = None  # aux[delivery_idx], likewise
     delivery_offset: np.ndarray | None = None  # offset[delivery_idx], likewise
     delivery_page_seq: np.ndarray | None = None  # page_seq[delivery_idx], likewise
+    # the delivery table's columns, converted by the decoder (frames.convert_delivery); an enum
+    # field's raw values stay in ``delivery`` for naming values the enum does not know
+    delivery_columns: dict[str, np.ndarray] | None = None
+
+    def delivery_values(self) -> dict[str, np.ndarray]:
+        """Every delivery field as its table column, however the decoder left it."""
+        from .frames import convert_delivery, delivery_column_dtype
+
+        out = dict(self.delivery_columns or {})
+        for k in DELIVERY_FIELDS:
+            if k not in out:
+                col = np.empty(len(self.delivery[k]), dtype=delivery_column_dtype(k))
+                convert_delivery(k, np.asarray(self.delivery[k]), col)
+                out[k] = col
+        return out
 
     def __len__(self) -> int:
         return len(self.clock)
@@ -52,9 +68,8 @@ class DecodedRecords:
             np.array_equal(getattr(self, k), getattr(other, k))
             for k in ("clock", "code", "aux", "offset", "page_seq", "delivery_idx", "event_idx")
         )
-        same &= self.delivery.keys() == other.delivery.keys() and all(
-            np.array_equal(self.delivery[k], other.delivery[k]) for k in self.delivery
-        )
+        mine, theirs = self.delivery_values(), other.delivery_values()
+        same &= mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine)
         same &= self.events.keys() == other.events.keys() and all(
             np.array_equal(self.events[k], other.events[k], equal_nan=True) for k in self.events
         )

@@ -12,6 +12,7 @@ import numpy as np
 from . import format as fmt
 from .crc import crc32c
 from .decoded import DELIVERY_FIELDS, EVENT_FIELDS, DecodedRecords
+from .frames import convert_delivery, delivery_column_dtype
 from .pages import PageOrder, PageScan
 from .records import BY_CODE, DELIVERY_CODE, PAYLOAD_SIZE, RECORD_SIZE, RecordType
 
@@ -97,8 +98,11 @@ def decode_records(
     aux = np.empty(total, dtype=np.uint16)
     offset = np.empty(total, dtype=np.int64)
     page_seq = np.empty(total, dtype=np.uint32)
-    dfull = np.empty(total, dtype=DELIVERY_RECORD_DTYPE)  # delivery records, whole; fields are views
-    drows = dfull.view(np.uint8).reshape(-1, RECORD_SIZE)
+    # delivery columns are converted chunk by chunk while the records are in cache
+    dcols = {k: np.empty(total, dtype=delivery_column_dtype(k)) for k in DELIVERY_FIELDS}
+    dmode = np.empty(total, dtype=np.uint8)  # raw mode values, to name unknown modes
+    dclock = np.empty(total, dtype=np.uint32)
+    daux = np.empty(total, dtype=np.uint16)
     doffset = np.empty(total, dtype=np.int64)
     dseq = np.empty(total, dtype=np.uint32)
     ev_rows: list[np.ndarray] = []
@@ -129,15 +133,20 @@ def decode_records(
         is_del = recs["code"] == DELIVERY_CODE
         sel = np.flatnonzero(is_del)
         k = len(sel)
-        np.take(rows, sel, axis=0, out=drows[q : q + k])
+        full = np.take(rows, sel, axis=0).view(DELIVERY_RECORD_DTYPE).reshape(-1)
+        for name, col in dcols.items():
+            convert_delivery(name, full[name], col[q : q + k])
+        dmode[q : q + k] = full["mode"]
+        dclock[q : q + k] = full["clock"]
+        daux[q : q + k] = full["aux"]
         np.take(offset[p : p + n], sel, out=doffset[q : q + k])
         np.take(page_seq[p : p + n], sel, out=dseq[q : q + k])
         if k < n:
             ev_rows.append(np.take(rows, np.flatnonzero(~is_del), axis=0))
         p += n
         q += k
-    dfull = dfull[:q]
-    delivery = {name: dfull[name] for name in DELIVERY_FIELDS}
+    columns = {name: col[:q] for name, col in dcols.items()}
+    delivery = {"mode": dmode[:q]}  # raw values of the enum, to name modes it does not know
     is_del = code == DELIVERY_CODE
     delivery_idx = np.flatnonzero(is_del)
     event_idx = np.flatnonzero(~is_del)
@@ -169,8 +178,9 @@ def decode_records(
         event_idx=event_idx,
         events=events,
         unknown_payload=unknown,
-        delivery_clock=dfull["clock"],
-        delivery_aux=dfull["aux"],
+        delivery_clock=dclock[:q],
+        delivery_aux=daux[:q],
         delivery_offset=doffset[:q],
         delivery_page_seq=dseq[:q],
+        delivery_columns=columns,
     )

@@ -146,6 +146,40 @@ def build_events(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) ->
     return df
 
 
+def delivery_column_dtype(name: str) -> np.dtype:
+    """The dtype of a delivery column in the table (enum columns: their int8 category codes)."""
+    f = _DELIVERY_SPECS[name]
+    if f.enum is not None:
+        return np.dtype(np.int8)
+    if f.per_unit != 1:
+        return np.dtype(np.float64)
+    if name in ("interval_s", "stalled_s"):
+        return np.dtype(np.int64)
+    return np.dtype(_UNSIGNED[f.ctype])
+
+
+def convert_delivery(name: str, raw: np.ndarray, out: np.ndarray) -> None:
+    """Raw on-disk integers of one delivery field into its table column (``out``); enum
+    fields become category codes of the enum's own names, -1 for a value it does not know.
+    The fast decoder calls this chunk by chunk while the records are still in cache."""
+    f = _DELIVERY_SPECS[name]
+    if f.enum is not None:
+        out[:] = _ENUM_LUT[f.enum][raw]
+    elif f.per_unit != 1:
+        np.divide(raw, f.per_unit, out=out)
+    else:
+        out[:] = raw
+
+
+def _enum_lut(enum: type[IntEnum]) -> np.ndarray:
+    lut = np.full(256, -1, dtype=np.int8)
+    lut[[int(m) for m in enum]] = np.arange(len(enum))
+    return lut
+
+
+_ENUM_LUT = {f.enum: _enum_lut(f.enum) for f in _DELIVERY_SPECS.values() if f.enum is not None}
+
+
 def build_delivery(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) -> pd.DataFrame:
     """One row per delivery-history interval, in time order of the interval's end
     (``time_utc``; the interval began ``interval_s`` seconds earlier)."""
@@ -153,8 +187,21 @@ def build_delivery(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) 
     d = dec.delivery
     t = utc[idx]
     cols: dict[str, object] = {"time_utc": utc_times(t)}
+    ready = dec.delivery_columns or {}
     for name in DELIVERY_FIELDS:
         f = _DELIVERY_SPECS[name]
+        if name in ready:  # converted by the decoder already
+            col = ready[name]
+            if f.enum is not None:
+                if (col < 0).any():  # a value the enum does not know: name it from the raw values
+                    cols[name] = enum_categorical(d[name], f.enum)
+                else:
+                    cols[name] = pd.Categorical.from_codes(
+                        col, dtype=_dtype([m.name.lower() for m in f.enum]), validate=False
+                    )
+            else:
+                cols[name] = col
+            continue
         raw = d[name]
         if f.enum is not None:
             cols[name] = enum_categorical(raw, f.enum)

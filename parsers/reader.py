@@ -298,8 +298,10 @@ def _read(
     )
     for p in tb.problems:
         problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
-    far = (tb.utc > MAX_UTC_S) | (tb.utc < -ITB_EPOCH_UNIX_S)
-    if far.any():
+    far = None
+    if len(tb.utc) and (tb.utc.max() > MAX_UTC_S or tb.utc.min() < -ITB_EPOCH_UNIX_S):
+        far = (tb.utc > MAX_UTC_S) | (tb.utc < -ITB_EPOCH_UNIX_S)
+    if far is not None:
         i = int(np.flatnonzero(far)[0])
         tb.uncertain |= far
         problem(
