@@ -150,7 +150,11 @@ def correct_clocks(
             out[:] = line  # exact: whole numbers
             out += seg
         else:
-            utc[lo:hi] = seg + np.rint(np.interp(seg, xs, offs)).astype(np.int64)
+            off = np.interp(seg, xs, offs)
+            np.rint(off, out=off)
+            out = utc[lo:hi]
+            out[:] = off  # exact: whole numbers
+            out += seg
         if uncertain_seg[k]:
             uncertain[lo:hi] = True
             if hi > lo and kinds.get(lo) != "jump" and kinds.get(hi) != "jump":
