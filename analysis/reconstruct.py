@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from parsers import InterrogationLog
+from parsers.model import ITB_EPOCH_UNIX_S
 
 from .episodes import Episodes, Program, Step, collect, program_from_status
 from .piecewise import Piecewise, merge_spans, overlaps
@@ -175,7 +176,6 @@ def _inferred_program(rows: pd.DataFrame, a: int, b: int, conc: float) -> Progra
     return Program(a, mode, (Step(0, rate * conc, rate),), conc, source="inferred")
 
 
-ITB_EPOCH_UNIX_S = 946_684_800  # pump clocks count from 2000-01-01, a UTC midnight
 
 
 def clock_offsets(events: pd.DataFrame, delivery: pd.DataFrame) -> list[tuple[float, float, float]]:

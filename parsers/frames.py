@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from .decoded import DELIVERY_FIELDS, EVENT_FIELDS, DecodedRecords
+from .model import ITB_EPOCH_UNIX_S
 from .records import BY_CODE, DELIVERY_CODE, Field, enum_name
 
-ITB_EPOCH_UNIX_S = 946_684_800  # 2000-01-01T00:00:00Z as Unix seconds
 _NS = 1_000_000_000
 
 _EVENT_FIELD_SPECS: dict[str, Field] = {}

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from .records import NG_PER_MCG, NL_PER_ML
 
 ITB_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+ITB_EPOCH_UNIX_S = 946_684_800  # 2000-01-01T00:00:00Z as Unix seconds
 UNIX_DATE_EPOCH = dt.date(1970, 1, 1)
 
 
@@ -51,6 +52,11 @@ class Header:
     def clock_drift_s(self) -> int:
         """Pump clock minus programmer UTC at interrogation (positive: pump is fast)."""
         return self.pump_clock - self.programmer_clock
+
+    def pump_clock_to_unix(self, clock: int) -> int:
+        """A pump-clock stamp (e.g. from the status snapshot) as Unix UTC seconds, corrected for
+        the drift measured at this interrogation."""
+        return int(clock - self.clock_drift_s + ITB_EPOCH_UNIX_S)
 
     @property
     def interrogated_at(self) -> dt.datetime:

@@ -11,8 +11,7 @@ from ._util import contiguous, flagged_runs, offsets
 
 def _pump_clock_to_utc(ctx: Context, clock: int) -> int:
     """A pump-clock stamp from the status (seconds since 2000) as Unix UTC seconds."""
-    h = ctx.log.header
-    return int(clock - h.clock_drift_s + 946_684_800)
+    return ctx.log.header.pump_clock_to_unix(clock)
 
 
 def _alarm_start(ctx: Context, name: str) -> tuple[int | None, tuple[int, ...]]:

@@ -21,7 +21,6 @@ from parsers import InterrogationLog
 from ..rules import Rules, get_rules
 from ..timeutil import DAY, to_seconds
 
-_ITB_TO_UNIX = 946_684_800  # seconds from 1970-01-01 to the ITB epoch 2000-01-01 (UTC)
 _YEAR_DAYS = 365.25
 
 
@@ -65,7 +64,7 @@ class RefillPlan:
 def _pump_clock_to_unix(log: InterrogationLog, clock: int) -> int:
     """A status stamp (pump clock, seconds since 2000) as Unix UTC seconds, corrected for the
     drift measured at interrogation."""
-    return int(clock - log.header.clock_drift_s + _ITB_TO_UNIX)
+    return log.header.pump_clock_to_unix(clock)
 
 
 def _last_refill(log: InterrogationLog) -> tuple[int | None, str]:
