@@ -122,19 +122,24 @@ def titration(current_daily_mcg: float, inpatient: bool = False, rules: Rules | 
             {"min_mcg_day": current_daily_mcg, "max_mcg_day": new},
         )
     hi_frac = float(r.get("titration", "max_step_fraction"))
-    lo, hi = current_daily_mcg * 1.05, min(cap, current_daily_mcg * (1 + hi_frac))
+    lo_frac = float(r.get("titration", "min_step_fraction"))
+    lo, hi = current_daily_mcg * (1 + lo_frac), min(cap, current_daily_mcg * (1 + hi_frac))
     days = int(r.get("titration", "min_step_interval_days"))
-    if lo > hi:  # no room for a +5% step under the maximum
+    if lo > hi:  # no room for the smallest usual step under the maximum
         if current_daily_mcg >= cap:
             warn = f"{current_daily_mcg:g} mcg/day is at or above the {cap:g} mcg/day maximum (4.1.5)"
             text = f"No increase: {warn}."
             low = cap
         else:
             text = (
-                f"Next step: at most {cap:g} mcg/day, a step smaller than the usual +5% because of the "
-                f"{cap:g} mcg/day maximum (4.1.5); no sooner than {days} days after the last change."
+                f"Next step: at most {cap:g} mcg/day, a step smaller than the usual "
+                f"+{100 * lo_frac:.0f}% because of the {cap:g} mcg/day maximum (4.1.5); "
+                f"no sooner than {days} days after the last change."
             )
-            warn = f"{current_daily_mcg:g} mcg/day is within 5% of the {cap:g} mcg/day maximum (4.1.5)"
+            warn = (
+                f"{current_daily_mcg:g} mcg/day is within {100 * lo_frac:.0f}% of the {cap:g} mcg/day "
+                "maximum (4.1.5)"
+            )
             low = current_daily_mcg
         return Calculation(
             "titration",
@@ -148,7 +153,7 @@ def titration(current_daily_mcg: float, inpatient: bool = False, rules: Rules | 
         "titration",
         "4.1.4",
         f"Next step: {math.ceil(lo - 1e-6):.0f} to {math.floor(hi + 1e-6):.0f} mcg/day "
-        f"(+5 to +{100 * hi_frac:.0f}%), "
+        f"(+{100 * lo_frac:.0f} to +{100 * hi_frac:.0f}%), "
         f"no sooner than {days} days after the last change; maximum {cap:g} mcg/day (4.1.5).",
         {"min_mcg_day": lo, "max_mcg_day": hi, "min_interval_days": days, "cap_mcg_day": cap},
         warnings,

@@ -29,7 +29,6 @@ from ..prescription import DAY_MIN, MODES, Prescription
 from .logmemory import LogMemory
 
 DAY_S = 86_400
-MAX_CONCENTRATION = 10_000.0  # mcg/mL; above any baclofen formulation (marketed: 50-2000)
 R = RecordCode
 
 
@@ -120,6 +119,7 @@ class SimulatedPump:
         self.max_rate = pump_rules["max_rate_ml_day"]
         self.minimum_rate_mode = pump_rules["minimum_rate_mode_ml_day"]
         self.eri_to_eos_s = int(pump_rules["eri_to_eos_days"]) * DAY_S
+        self.max_conc = float(pump_rules["max_concentration_mcg_ml"])
 
         self.rx = Prescription(mode="stopped", concentration_mcg_ml=concentration_mcg_ml)
         self.intended_scale = 1.0
@@ -395,8 +395,8 @@ class SimulatedPump:
         self._need_telemetry("programming")
         if rx.mode not in MODES:
             raise PumpRefused(f"unknown infusion mode {rx.mode!r}; the pump knows {', '.join(MODES)}")
-        if not 0 < rx.concentration_mcg_ml <= MAX_CONCENTRATION:
-            raise PumpRefused(f"drug concentration must be above 0 and at most {MAX_CONCENTRATION} mcg/mL")
+        if not 0 < rx.concentration_mcg_ml <= self.max_conc:
+            raise PumpRefused(f"drug concentration must be above 0 and at most {self.max_conc} mcg/mL")
         if rx.mode == "flex":
             if not 1 <= len(rx.flex_steps) <= 13:
                 raise PumpRefused("a flex program has 1 to 13 steps a day")
@@ -455,10 +455,10 @@ class SimulatedPump:
     ) -> tuple[float, float]:
         """Withdraw and measure the residual, inject new drug.  Returns (expected, measured)."""
         self._need_telemetry("a refill")
-        if not 0 < concentration_mcg_ml <= MAX_CONCENTRATION:
+        if not 0 < concentration_mcg_ml <= self.max_conc:
             raise PumpRefused(
                 f"drug concentration {concentration_mcg_ml:g} mcg/mL is not possible "
-                f"(0 to {MAX_CONCENTRATION} mcg/mL)"
+                f"(0 to {self.max_conc} mcg/mL)"
             )
         if not 0 < volume_ml <= self.cfg.model_ml:
             raise PumpRefused(f"refill volume {volume_ml} mL does not fit a {self.cfg.model_ml} mL reservoir")
