@@ -10,7 +10,14 @@ import construct as cs
 import numpy as np
 
 from . import format as fmt
-from .decoded import DELIVERY_FIELDS, EVENT_FIELDS, DecodedRecords
+from .decoded import (
+    DELIVERY_FIELDS,
+    ENUM_DELIVERY_FIELDS,
+    EVENT_FIELDS,
+    DecodedRecords,
+    convert_delivery,
+    delivery_column_dtype,
+)
 from .pages import PageOrder, PageScan
 from .records import BY_CODE, DELIVERY_CODE, RECORD_SIZE
 
@@ -55,44 +62,54 @@ def scan_pages(buf: memoryview, start: int, n_pages: int, page_size: int) -> tup
 
 def decode_records(parsed: list, scan: PageScan, order: PageOrder) -> DecodedRecords:
     """Columns from the construct containers of the accepted pages, in sequence order."""
-    clock, code, aux, offset, page_seq = [], [], [], [], []
-    d_idx, e_idx = [], []
+    clock: list[int] = []
+    ev_meta: dict[str, list[int]] = {k: [] for k in ("idx", "code", "clock", "aux", "offset", "seq")}
+    d_meta: dict[str, list[int]] = {k: [] for k in ("clock", "aux", "offset", "seq")}
     delivery: dict[str, list[int]] = {k: [] for k in DELIVERY_FIELDS}
-    events: dict[str, list[float]] = {k: [] for k in EVENT_FIELDS}
+    events: dict[str, list[int]] = {k: [] for k in EVENT_FIELDS}
     unknown: dict[int, bytes] = {}
     for p in order.accepted.tolist():
         page = parsed[p]
         base = int(scan.offset[p]) + fmt.PAGE_HEADER_SIZE
         for j, rec in enumerate(page.records):
-            n = len(clock)
-            clock.append(rec.clock)
-            code.append(rec.code)
-            aux.append(rec.aux)
-            offset.append(base + j * RECORD_SIZE)
-            page_seq.append(page.header.seq)
+            offset = base + j * RECORD_SIZE
+            meta = {"clock": rec.clock, "aux": rec.aux, "offset": offset, "seq": page.header.seq}
             if rec.code == DELIVERY_CODE:
-                d_idx.append(n)
+                for k, v in meta.items():
+                    d_meta[k].append(v)
                 for k in DELIVERY_FIELDS:
                     delivery[k].append(rec.payload[k])
-                continue
-            row = len(e_idx)
-            e_idx.append(n)
-            t = BY_CODE.get(rec.code)
-            names = {f.name for f in t.fields} if t else set()
-            for k in EVENT_FIELDS:
-                events[k].append(float(rec.payload[k]) if k in names else np.nan)
-            if t is None:
-                unknown[row] = bytes(rec.payload)
-    i64 = lambda v: np.array(v, dtype=np.int64)  # noqa: E731
+            else:
+                row = len(ev_meta["idx"])
+                ev_meta["idx"].append(len(clock))
+                ev_meta["code"].append(rec.code)
+                for k, v in meta.items():
+                    ev_meta[k].append(v)
+                t = BY_CODE.get(rec.code)
+                names = {f.name for f in t.fields} if t else set()
+                for k in EVENT_FIELDS:
+                    events[k].append(int(rec.payload[k]) if k in names else 0)
+                if t is None:
+                    unknown[row] = bytes(rec.payload)
+            clock.append(rec.clock)
+    columns = {}
+    for k in DELIVERY_FIELDS:
+        columns[k] = np.empty(len(delivery[k]), dtype=delivery_column_dtype(k))
+        convert_delivery(k, np.array(delivery[k], dtype=np.int64), columns[k])
     return DecodedRecords(
         clock=np.array(clock, dtype=np.uint32),
-        code=np.array(code, dtype=np.uint16),
-        aux=np.array(aux, dtype=np.uint16),
-        offset=i64(offset),
-        page_seq=np.array(page_seq, dtype=np.uint32),
-        delivery_idx=i64(d_idx),
-        delivery={k: i64(v) for k, v in delivery.items()},
-        event_idx=i64(e_idx),
-        events={k: np.array(v, dtype=np.float64) for k, v in events.items()},
+        event_idx=np.array(ev_meta["idx"], dtype=np.int64),
+        event_code=np.array(ev_meta["code"], dtype=np.uint16),
+        event_clock=np.array(ev_meta["clock"], dtype=np.uint32),
+        event_aux=np.array(ev_meta["aux"], dtype=np.uint16),
+        event_offset=np.array(ev_meta["offset"], dtype=np.int64),
+        event_page_seq=np.array(ev_meta["seq"], dtype=np.uint32),
+        events={k: np.array(v, dtype=np.int64) for k, v in events.items()},
         unknown_payload=unknown,
+        delivery_clock=np.array(d_meta["clock"], dtype=np.uint32),
+        delivery_aux=np.array(d_meta["aux"], dtype=np.uint16),
+        delivery_offset=np.array(d_meta["offset"], dtype=np.int64),
+        delivery_page_seq=np.array(d_meta["seq"], dtype=np.uint32),
+        delivery=columns,
+        delivery_raw={k: np.array(delivery[k], dtype=t) for k, t in ENUM_DELIVERY_FIELDS.items()},
     )

@@ -19,7 +19,6 @@ for _t in BY_CODE.values():
         for _f in _t.fields:
             _EVENT_FIELD_SPECS.setdefault(_f.name, _f)
 _DELIVERY_SPECS = {f.name: f for f in BY_CODE[DELIVERY_CODE].fields}
-_UNSIGNED = {"u8": np.uint8, "u16": np.uint16, "u32": np.uint32}
 
 
 _NAT = np.iinfo(np.int64).min
@@ -34,10 +33,13 @@ def _sort_key(seconds: np.ndarray) -> np.ndarray:
     return np.where(bad, np.iinfo(np.int64).max, seconds)
 
 
-def utc_times(seconds: np.ndarray, missing: np.ndarray | None = None) -> pd.DatetimeIndex:
+def utc_times(
+    seconds: np.ndarray, missing: np.ndarray | None = None, *, inplace: bool = False
+) -> pd.DatetimeIndex:
     """ITB-epoch seconds as a UTC DatetimeIndex (nanosecond resolution); ``missing`` rows,
-    and times too far out to represent, become NaT."""
-    ns = seconds.astype(np.int64)  # a fresh array, converted in place below
+    and times too far out to represent, become NaT.  ``inplace`` converts the caller's
+    int64 array itself into the nanoseconds (no copy of a column of millions of rows)."""
+    ns = seconds if inplace and seconds.dtype == np.int64 else seconds.astype(np.int64)
     out_of_range = len(ns) and (ns.max() > MAX_UTC_S or ns.min() < -ITB_EPOCH_UNIX_S)
     bad = ((ns > MAX_UTC_S) | (ns < -ITB_EPOCH_UNIX_S)) if out_of_range else None
     if missing is not None:
@@ -73,39 +75,44 @@ def _dtype(categories: list[str]) -> pd.CategoricalDtype:
     return dt
 
 
-def enum_categorical(raw: np.ndarray, enum: type[IntEnum]) -> pd.Categorical:
-    """Enum integers (NaN for absent) as a Categorical of lower-case names; values the enum
-    does not know become ``unknown_<n>`` categories, never dropped."""
+def enum_categorical(
+    raw: np.ndarray, enum: type[IntEnum], missing: np.ndarray | None = None
+) -> pd.Categorical:
+    """Enum integers as a Categorical of lower-case names (``missing`` rows: NaN); values the
+    enum does not know become ``unknown_<n>`` categories, never dropped."""
     values = [int(m) for m in enum]
-    if raw.dtype.kind == "u" and raw.dtype.itemsize == 1:  # fast path: a 256-entry table
-        lut = np.full(256, -1, dtype=np.int8)
-        lut[values] = np.arange(len(values))
-        codes = lut[raw]
-        if not (codes < 0).any():
-            return pd.Categorical.from_codes(
-                codes, dtype=_dtype([m.name.lower() for m in enum]), validate=False
-            )
-    if raw.dtype.kind == "f":
-        missing = np.isnan(raw)
-        ints = np.where(missing, 0, raw).astype(np.int64)
-        seen = np.flatnonzero(np.bincount(ints[~missing])) if len(ints) else np.array([], dtype=np.int64)
-    else:
-        missing = None
-        ints = raw
-        seen = np.flatnonzero(np.bincount(ints)) if len(ints) else np.array([], dtype=np.int64)
+    names = [m.name.lower() for m in enum]
+    ints = raw.astype(np.int64, copy=False)
+    present = ints if missing is None else ints[~missing]
+    seen = np.flatnonzero(np.bincount(present)) if len(present) else np.array([], dtype=np.int64)
     extra = sorted(set(seen.tolist()) - set(values))
-    cats = [m.name.lower() for m in enum] + [enum_name(enum, v) for v in extra]
+    cats = names + [enum_name(enum, v) for v in extra]
     codes = _lookup_codes(ints, {v: i for i, v in enumerate(values + extra)}, missing)
     return pd.Categorical.from_codes(codes, dtype=_dtype(cats), validate=False)
 
 
-def _event_column(f: Field, raw: np.ndarray) -> object:
+def _present(codes: np.ndarray) -> dict[str, np.ndarray]:
+    """For each event field, which rows' record types have it (one pass per record type)."""
+    present = {name: np.zeros(len(codes), dtype=bool) for name in EVENT_FIELDS}
+    for c in np.unique(codes).tolist():
+        t = BY_CODE.get(c)
+        if t is None or c == DELIVERY_CODE:
+            continue
+        rows = codes == c
+        for f in t.fields:
+            present[f.name] |= rows
+    return present
+
+
+def _event_column(f: Field, raw: np.ndarray, present: np.ndarray) -> object:
+    missing = ~present
     if f.enum is not None:
-        return enum_categorical(raw, f.enum)
+        return enum_categorical(raw, f.enum, missing)
     if f.per_unit != 1:
-        return raw / f.per_unit
-    missing = np.isnan(raw)
-    return pd.arrays.IntegerArray(np.where(missing, 0, raw).astype(np.int64), missing)
+        col = raw / f.per_unit
+        col[missing] = np.nan
+        return col
+    return pd.arrays.IntegerArray(raw, missing)
 
 
 def event_names(codes: np.ndarray) -> pd.Categorical:
@@ -120,110 +127,65 @@ def event_names(codes: np.ndarray) -> pd.Categorical:
     )
 
 
-def build_events(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) -> pd.DataFrame:
-    """One row per non-delivery record, in time order."""
-    idx = dec.event_idx
+def build_events(dec: DecodedRecords, seconds: np.ndarray, uncertain: np.ndarray) -> pd.DataFrame:
+    """One row per non-delivery record, in time order (``seconds``: each row's UTC, ITB
+    epoch, consumed)."""
+    order = _time_order(seconds)
+    code = dec.event_code
     cols: dict[str, object] = {
-        "time_utc": utc_times(utc[idx]),
-        "event": event_names(dec.code[idx]),
-        "code": dec.code[idx].astype(np.int64),
-        "pump_clock": dec.clock[idx].astype(np.int64),
-        "time_uncertain": uncertain[idx],
-        "page_seq": dec.page_seq[idx],
-        "offset": dec.offset[idx],
-        "aux": dec.aux[idx].astype(np.int64),
+        "time_utc": utc_times(seconds, inplace=True),
+        "event": event_names(code),
+        "code": code.astype(np.int64),
+        "pump_clock": dec.event_clock.astype(np.int64),
+        "time_uncertain": uncertain,
+        "page_seq": dec.event_page_seq,
+        "offset": dec.event_offset,
+        "aux": dec.event_aux.astype(np.int64),
     }
+    present = _present(code)
     for name in EVENT_FIELDS:
-        cols[name] = _event_column(_EVENT_FIELD_SPECS[name], dec.events[name])
-    hexes = np.full(len(idx), None, dtype=object)
+        cols[name] = _event_column(_EVENT_FIELD_SPECS[name], dec.events[name], present[name])
+    hexes = np.full(len(code), None, dtype=object)
     for row, payload in dec.unknown_payload.items():
         hexes[row] = payload.hex()
     cols["payload_hex"] = hexes
-    df = pd.DataFrame(cols)
-    t = _sort_key(utc[idx])
+    df = pd.DataFrame(cols, copy=False)
+    return df if order is None else df.take(order).reset_index(drop=True)
+
+
+def _time_order(seconds: np.ndarray) -> np.ndarray | None:
+    """The row order that sorts ``seconds`` (stable; unrepresentable times last), or None
+    when they are already in order (the usual case)."""
+    t = _sort_key(seconds)
     if len(t) > 1 and (t[1:] < t[:-1]).any():
-        df = df.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
-    return df
+        return np.argsort(t, kind="stable")
+    return None
 
 
-def delivery_column_dtype(name: str) -> np.dtype:
-    """The dtype of a delivery column in the table (enum columns: their int8 category codes)."""
-    f = _DELIVERY_SPECS[name]
-    if f.enum is not None:
-        return np.dtype(np.int8)
-    if f.per_unit != 1:
-        return np.dtype(np.float64)
-    if name in ("interval_s", "stalled_s"):
-        return np.dtype(np.int64)
-    return np.dtype(_UNSIGNED[f.ctype])
-
-
-def convert_delivery(name: str, raw: np.ndarray, out: np.ndarray) -> None:
-    """Raw on-disk integers of one delivery field into its table column (``out``); enum
-    fields become category codes of the enum's own names, -1 for a value it does not know.
-    The fast decoder calls this chunk by chunk while the records are still in cache."""
-    f = _DELIVERY_SPECS[name]
-    if f.enum is not None:
-        out[:] = _ENUM_LUT[f.enum][raw]
-    elif f.per_unit != 1:
-        np.divide(raw, f.per_unit, out=out)
-    else:
-        out[:] = raw
-
-
-def _enum_lut(enum: type[IntEnum]) -> np.ndarray:
-    lut = np.full(256, -1, dtype=np.int8)
-    lut[[int(m) for m in enum]] = np.arange(len(enum))
-    return lut
-
-
-_ENUM_LUT = {f.enum: _enum_lut(f.enum) for f in _DELIVERY_SPECS.values() if f.enum is not None}
-
-
-def build_delivery(dec: DecodedRecords, utc: np.ndarray, uncertain: np.ndarray) -> pd.DataFrame:
+def build_delivery(dec: DecodedRecords, seconds: np.ndarray, uncertain: np.ndarray) -> pd.DataFrame:
     """One row per delivery-history interval, in time order of the interval's end
-    (``time_utc``; the interval began ``interval_s`` seconds earlier)."""
-    idx = dec.delivery_idx
-    d = dec.delivery
-    t = utc[idx]
-    cols: dict[str, object] = {"time_utc": utc_times(t)}
-    ready = dec.delivery_columns or {}
+    (``time_utc``; the interval began ``interval_s`` seconds earlier).  ``seconds`` (each
+    row's UTC, ITB epoch) is consumed: it becomes the ``time_utc`` column."""
+    order = _time_order(seconds)
+    cols: dict[str, object] = {"time_utc": utc_times(seconds, inplace=True)}
     for name in DELIVERY_FIELDS:
         f = _DELIVERY_SPECS[name]
-        if name in ready:  # converted by the decoder already
-            col = ready[name]
-            if f.enum is not None:
-                if (col < 0).any():  # a value the enum does not know: name it from the raw values
-                    cols[name] = enum_categorical(d[name], f.enum)
-                else:
-                    cols[name] = pd.Categorical.from_codes(
-                        col, dtype=_dtype([m.name.lower() for m in f.enum]), validate=False
-                    )
-            else:
-                cols[name] = col
-            continue
-        raw = d[name]
+        col = dec.delivery[name]
         if f.enum is not None:
-            cols[name] = enum_categorical(raw, f.enum)
-        elif f.per_unit != 1:
-            cols[name] = raw / f.per_unit
-        elif name in ("interval_s", "stalled_s"):
-            cols[name] = raw.astype(np.int64)
-        else:  # reserved words keep their on-disk width, whichever decoder made them
-            cols[name] = raw.astype(_UNSIGNED[f.ctype], copy=False)
-    clock = dec.delivery_clock if dec.delivery_clock is not None else dec.clock[idx]
-    aux = dec.delivery_aux if dec.delivery_aux is not None else dec.aux[idx]
+            if len(col) and col.min() < 0:  # a value the enum does not know: name it from the raw values
+                cols[name] = enum_categorical(dec.delivery_raw[name], f.enum)
+            else:
+                cols[name] = pd.Categorical.from_codes(
+                    col, dtype=_dtype([m.name.lower() for m in f.enum]), validate=False
+                )
+        else:
+            cols[name] = col
     cols.update(  # narrow integer types keep a table of millions of rows small and quick
-        pump_clock=clock.astype(np.uint32, copy=False),
-        time_uncertain=uncertain[idx],
-        page_seq=(dec.delivery_page_seq if dec.delivery_page_seq is not None else dec.page_seq[idx]).astype(
-            np.uint32, copy=False
-        ),
-        offset=dec.delivery_offset if dec.delivery_offset is not None else dec.offset[idx],
-        aux=aux.astype(np.uint16, copy=False),
+        pump_clock=dec.delivery_clock,
+        time_uncertain=uncertain,
+        page_seq=dec.delivery_page_seq,
+        offset=dec.delivery_offset,
+        aux=dec.delivery_aux,
     )
     df = pd.DataFrame(cols, copy=False)
-    t = _sort_key(t)
-    if len(t) > 1 and (t[1:] < t[:-1]).any():
-        df = df.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
-    return df
+    return df if order is None else df.take(order).reset_index(drop=True)

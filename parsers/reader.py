@@ -289,30 +289,49 @@ def _read(
     counts = scan.count[order.accepted].astype(np.int64)
     page_first = np.cumsum(counts) - counts
     gap_starts = [int(page_first[j + 1]) for j, _, _ in order.gaps if page_first[j + 1] < len(dec)]
+
+    def offset_of(i: int) -> int:  # byte offset of the record at storage position i
+        j = int(np.searchsorted(page_first, i, side="right")) - 1
+        return int(scan.offset[order.accepted[j]]) + fmt.PAGE_HEADER_SIZE + (i - int(page_first[j])) * 32
+
     tb = correct_clocks(
         dec.clock,
         _clock_marks(dec),
         (header.pump_clock, header.programmer_clock),
         gap_starts,
-        dec.offset,
+        offset_of,
     )
     for p in tb.problems:
         problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
-    far = None
-    if len(tb.utc) and (tb.utc.max() > MAX_UTC_S or tb.utc.min() < -ITB_EPOCH_UNIX_S):
-        far = (tb.utc > MAX_UTC_S) | (tb.utc < -ITB_EPOCH_UNIX_S)
-    if far is not None:
-        i = int(np.flatnonzero(far)[0])
-        tb.uncertain |= far
+    ev_starts = np.searchsorted(dec.event_idx, tb.starts)
+    ev_utc, ev_uncertain = tb.seconds(dec.event_clock, ev_starts)
+    d_utc, d_uncertain = tb.seconds(dec.delivery_clock, tb.starts - ev_starts)
+    # (storage position, byte offset) of the first record of each table with an impossible time
+    far_first: list[tuple[int, int]] = []
+    far_count = 0
+    for utc, uncertain, offsets, is_events in (
+        (ev_utc, ev_uncertain, dec.event_offset, True),
+        (d_utc, d_uncertain, dec.delivery_offset, False),
+    ):
+        if len(utc) and (utc.max() > MAX_UTC_S or utc.min() < -ITB_EPOCH_UNIX_S):
+            far = (utc > MAX_UTC_S) | (utc < -ITB_EPOCH_UNIX_S)
+            uncertain |= far
+            far_count += int(far.sum())
+            r = int(np.flatnonzero(far)[0])
+            far_first.append((dec.storage_position(r, events=is_events), int(offsets[r])))
+    if far_first:
         problem(
             "implausible_time",
-            f"{int(far.sum())} records get times beyond any real date from the pump "
+            f"{far_count} records get times beyond any real date from the pump "
             "clock and the header's clocks (damaged clock values): their times are unknown",
-            int(dec.offset[i]),
+            min(far_first)[1],
         )
 
-    pages_df = _pages_table(scan, order.accepted, counts, page_first, tb.utc)
-    gaps_df = _gaps_table(order.gaps, scan, order.accepted, counts, page_first, tb.utc)
+    def utc_at(positions: np.ndarray) -> np.ndarray:
+        return tb.seconds_at(dec.clock, positions)
+
+    pages_df = _pages_table(scan, order.accepted, counts, page_first, utc_at)
+    gaps_df = _gaps_table(order.gaps, scan, order.accepted, counts, page_first, utc_at)
     for g in gaps_df.itertuples(index=False) if len(gaps_df) else ():
         span = (
             f"history from {g.start_utc:%Y-%m-%d %H:%M:%S} to {g.end_utc:%Y-%m-%d %H:%M:%S} UTC is lost"
@@ -333,8 +352,8 @@ def _read(
         status=status,
         header_ok=header_ok,
         status_ok=status_ok,
-        events=build_events(dec, tb.utc, tb.uncertain),
-        delivery=build_delivery(dec, tb.utc, tb.uncertain),
+        events=build_events(dec, ev_utc, ev_uncertain),
+        delivery=build_delivery(dec, d_utc, d_uncertain),
         pages=pages_df,
         gaps=gaps_df,
         problems=problems,
@@ -348,7 +367,7 @@ def _pages(n: int) -> str:
 
 def _clock_marks(dec: DecodedRecords) -> ClockMarks:
     marks = ClockMarks()
-    ev_code = dec.code[dec.event_idx]
+    ev_code = dec.event_code
     e = dec.events
     for row in np.flatnonzero(np.isin(ev_code, _CLOCK_CODES)).tolist():
         i = int(dec.event_idx[row])
@@ -369,11 +388,14 @@ _CLOCK_CODES = [
 ]
 
 
-def _pages_table(scan, accepted, counts, page_first, utc) -> pd.DataFrame:  # noqa: ANN001
+def _pages_table(scan, accepted, counts, page_first, utc_at) -> pd.DataFrame:  # noqa: ANN001
     has = counts > 0
-    n = len(utc)
-    first_t = utc[np.minimum(page_first, max(n - 1, 0))] if n else np.zeros(len(counts), dtype=np.int64)
-    last_t = utc[np.maximum(page_first + counts - 1, 0)] if n else np.zeros(len(counts), dtype=np.int64)
+    n = int(counts.sum())
+    if n:
+        first_t = utc_at(np.minimum(page_first, n - 1))
+        last_t = utc_at(np.maximum(page_first + counts - 1, 0))
+    else:
+        first_t = last_t = np.zeros(len(counts), dtype=np.int64)
     return pd.DataFrame(
         {
             "seq": scan.seq[accepted].astype(np.int64),
@@ -386,28 +408,25 @@ def _pages_table(scan, accepted, counts, page_first, utc) -> pd.DataFrame:  # no
     )
 
 
-def _gaps_table(gaps, scan, accepted, counts, page_first, utc) -> pd.DataFrame:  # noqa: ANN001
+def _gaps_table(gaps, scan, accepted, counts, page_first, utc_at) -> pd.DataFrame:  # noqa: ANN001
     """One row per run of missing sequence numbers, with the span of time it leaves blank."""
-    n = len(gaps)
+    j = np.array([g[0] for g in gaps], dtype=np.int64)
     first = np.array([a for _, a, _ in gaps], dtype=np.int64)
     last = np.array([b for _, _, b in gaps], dtype=np.int64)
-    start = np.zeros(n, dtype=np.int64)
-    end = np.zeros(n, dtype=np.int64)
-    no_start = np.zeros(n, dtype=bool)
-    no_end = np.zeros(n, dtype=bool)
-    nxt = np.zeros(n, dtype=np.int64)
-    for k, (j, _, _) in enumerate(gaps):
-        no_start[k] = counts[j] == 0
-        no_end[k] = counts[j + 1] == 0
-        start[k] = utc[int(page_first[j] + counts[j] - 1)] if counts[j] > 0 else 0
-        end[k] = utc[int(page_first[j + 1])] if counts[j + 1] > 0 else 0
-        nxt[k] = int(scan.offset[accepted[j + 1]])
+    no_start = counts[j] == 0
+    no_end = counts[j + 1] == 0
+    # the last record before each gap and the first after it
+    before = np.where(no_start, 0, page_first[j] + counts[j] - 1) if len(j) else j
+    after = np.where(no_end, 0, page_first[j + 1]) if len(j) else j
+    has = int(counts.sum()) > 0 and len(j) > 0
+    start = np.where(no_start, 0, utc_at(before)) if has else np.zeros(len(j), dtype=np.int64)
+    end = np.where(no_end, 0, utc_at(after)) if has else np.zeros(len(j), dtype=np.int64)
     return pd.DataFrame(
         {
             "first_missing_seq": first,
             "last_missing_seq": last,
             "start_utc": utc_times(start, missing=no_start),
             "end_utc": utc_times(end, missing=no_end),
-            "next_page_offset": nxt,
+            "next_page_offset": scan.offset[accepted[j + 1]] if len(j) else j,
         }
     )

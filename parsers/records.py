@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
+
 RECORD_SIZE = 32
 RECORD_HEADER_SIZE = 8
 PAYLOAD_SIZE = RECORD_SIZE - RECORD_HEADER_SIZE
@@ -134,6 +136,11 @@ class Field:
     def size(self) -> int:
         """Size on disk in bytes."""
         return {"u8": 1, "u16": 2, "u32": 4}[self.ctype]
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The numpy dtype of the on-disk integer (little-endian, unsigned)."""
+        return np.dtype({"u8": "<u1", "u16": "<u2", "u32": "<u4"}[self.ctype])
 
 
 @dataclass(frozen=True)

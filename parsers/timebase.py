@@ -12,6 +12,7 @@ failing that it borrows its neighbour's offset and its times are marked uncertai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,12 +31,92 @@ class ClockMarks:
 
 
 @dataclass
-class Timebase:
-    """UTC seconds (ITB epoch) per record, whether each is uncertain, and what was found."""
+class Segment:
+    """Records ``lo``..``hi`` (storage positions) share one clock history: their offset (UTC
+    minus pump clock) is interpolated between sync points ``xs`` (pump clock) with offsets
+    ``offs``."""
 
-    utc: np.ndarray
-    uncertain: np.ndarray
+    lo: int
+    hi: int
+    xs: np.ndarray  # float64 pump clock of each sync point, ascending
+    offs: np.ndarray  # float64 UTC minus pump clock at each
+    uncertain: bool
+
+    def apply(self, clock: np.ndarray, out: np.ndarray) -> None:
+        """UTC seconds (ITB epoch) for pump clocks ``clock`` into ``out`` (int64), a block
+        at a time so the float temporaries stay in cache."""
+        xs, offs = self.xs, self.offs
+        constant = len(xs) == 1 or bool(np.all(offs == offs[0]))
+        for b in range(0, len(clock), _BLOCK):
+            c, o = clock[b : b + _BLOCK], out[b : b + _BLOCK]
+            o[:] = c
+            if constant:
+                o += int(offs[0])
+                continue
+            if len(xs) == 2 and c.min() >= xs[0] and c.max() <= xs[1]:
+                # one drift line between two sync points: the interpolation without the search
+                line = o - xs[0]
+                line *= (offs[1] - offs[0]) / (xs[1] - xs[0])
+                line += offs[0]
+            else:
+                line = np.interp(c, xs, offs)
+            np.rint(line, out=line)
+            np.add(o, line, out=o, casting="unsafe")  # exact: whole numbers
+
+
+_BLOCK = 1 << 16
+
+
+@dataclass
+class Timebase:
+    """The clock history of a log, as segments in storage order, and what was found.
+
+    Apply it to any subset of the records (a table's rows, in storage order) with
+    :meth:`seconds`, giving where each segment starts in that subset."""
+
+    segments: list[Segment]
     problems: list[Problem]
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Storage position of each segment's first record."""
+        return np.array([s.lo for s in self.segments], dtype=np.int64)
+
+    def seconds(self, clock: np.ndarray, row_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """UTC seconds (ITB epoch, int64) and an uncertain flag for rows with pump clocks
+        ``clock``; segment ``k`` covers rows ``row_starts[k]`` up to the next start."""
+        out = np.empty(len(clock), dtype=np.int64)
+        uncertain = np.zeros(len(clock), dtype=bool)
+        ends = [*row_starts[1:].tolist(), len(clock)]
+        for seg, lo, hi in zip(self.segments, row_starts.tolist(), ends, strict=True):
+            seg.apply(clock[lo:hi], out[lo:hi])
+            if seg.uncertain:
+                uncertain[lo:hi] = True
+        return out, uncertain
+
+    def seconds_at(self, clock: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """UTC seconds for the records at storage ``positions`` (``clock``: every record's
+        pump clock)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        order = np.argsort(positions, kind="stable")
+        ranked = positions[order]
+        utc, _ = self.seconds(clock[ranked], np.searchsorted(ranked, self.starts))
+        out = np.empty_like(utc)
+        out[order] = utc
+        return out
+
+
+def backward_jumps(clock: np.ndarray, tolerance: int) -> np.ndarray:
+    """Positions where the pump clock steps back by more than ``tolerance`` seconds."""
+    found = []
+    for b in range(1, len(clock), _BLOCK):
+        cur = clock[b : b + _BLOCK].astype(np.int64)
+        prev = clock[b - 1 : b - 1 + len(cur)].astype(np.int64)
+        prev -= tolerance
+        hits = np.flatnonzero(cur < prev)
+        if len(hits):
+            found.append(hits + b)
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
 
 BACKWARD_TOLERANCE_S = 2  # records in one page may be stamped out of order by a second or two
@@ -46,11 +127,13 @@ def correct_clocks(
     marks: ClockMarks,
     header_sync: tuple[int, int],
     gap_starts: list[int],
-    offsets: np.ndarray,
+    offset_of: Callable[[int], int],
 ) -> Timebase:
-    """UTC for each record; ``gap_starts`` are record indices that follow a missing page."""
+    """The clock history of records with pump clocks ``clock`` (storage order);
+    ``gap_starts`` are record positions that follow a missing page and ``offset_of`` gives a
+    record's byte offset, for the problems found."""
     n = len(clock)
-    clk = clock.astype(np.int64)
+    clk = clock  # point look-ups only, each wrapped in int()
     problems: list[Problem] = []
     kinds: dict[int, str] = {}
     for i, _, _ in marks.clock_set:
@@ -60,8 +143,7 @@ def correct_clocks(
     for i in gap_starts:
         kinds.setdefault(i, "gap")
     if n > 1:
-        back = np.flatnonzero(clk[1:] < clk[:-1] - BACKWARD_TOLERANCE_S) + 1
-        for i in back.tolist():
+        for i in backward_jumps(clock, BACKWARD_TOLERANCE_S).tolist():
             if i not in kinds:
                 kinds[i] = "jump"
                 problems.append(
@@ -70,7 +152,7 @@ def correct_clocks(
                         f"pump clock jumps back from {int(clk[i - 1])} s to {int(clk[i])} s with no "
                         "clock-set or reset record: times before it cannot be anchored and are "
                         "marked uncertain",
-                        int(offsets[i]),
+                        offset_of(i),
                     )
                 )
     starts = sorted({0, *[i for i in kinds if 0 < i < n]}) if n else [0]
@@ -129,58 +211,37 @@ def correct_clocks(
             resolved[k] = uncertain_seg[k] = True
             break
 
-    utc = np.empty(n, dtype=np.int64)
-    uncertain = np.zeros(n, dtype=bool)
+    segments = []
     for k in range(nseg):
         lo, hi = bounds[k], bounds[k + 1]
         pts = sorted(set(syncs[k]))
         xs = np.array([p for p, _ in pts], dtype=np.float64)
         offs = np.array([u - p for p, u in pts], dtype=np.float64)
-        seg = clk[lo:hi]
-        if len(pts) == 1 or np.all(offs == offs[0]):
-            utc[lo:hi] = seg + int(offs[0])
-        elif len(pts) == 2 and seg.min() >= xs[0] and seg.max() <= xs[1]:
-            # one drift line between two sync points: the interpolation, without the search
-            slope = (offs[1] - offs[0]) / (xs[1] - xs[0])
-            line = seg - xs[0]  # float64, then worked in place
-            line *= slope
-            line += offs[0]
-            np.rint(line, out=line)
-            out = utc[lo:hi]
-            out[:] = line  # exact: whole numbers
-            out += seg
-        else:
-            off = np.interp(seg, xs, offs)
-            np.rint(off, out=off)
-            out = utc[lo:hi]
-            out[:] = off  # exact: whole numbers
-            out += seg
-        if uncertain_seg[k]:
-            uncertain[lo:hi] = True
-            if hi > lo and kinds.get(lo) != "jump" and kinds.get(hi) != "jump":
-                problems.append(
-                    Problem(
-                        "clock_uncertain",
-                        f"{hi - lo} records from byte {int(offsets[lo])} have no clock sync point "
-                        "of their own (next to a page gap): their times are estimated and marked "
-                        "uncertain",
-                        int(offsets[lo]),
-                        None,
-                        "warning",
-                    )
+        segments.append(Segment(lo, hi, xs, offs, uncertain_seg[k]))
+        if uncertain_seg[k] and hi > lo and kinds.get(lo) != "jump" and kinds.get(hi) != "jump":
+            problems.append(
+                Problem(
+                    "clock_uncertain",
+                    f"{hi - lo} records from byte {offset_of(lo)} have no clock sync point "
+                    "of their own (next to a page gap): their times are estimated and marked "
+                    "uncertain",
+                    offset_of(lo),
+                    None,
+                    "warning",
                 )
+            )
     for i, cb in marks.reset:
         problems.append(
             Problem(
                 "pump_reset",
                 f"pump reset: its clock restarted (was {cb} s, now {int(clk[i])} s); times before "
                 "the reset are linked through the clock it recorded",
-                int(offsets[i]),
+                offset_of(i),
                 None,
                 "warning",
             )
         )
-    return Timebase(utc, uncertain, problems)
+    return Timebase(segments, problems)
 
 
 CLOCK_CODES = (
