@@ -52,16 +52,31 @@ class Segment:
             o[:] = c
             if constant:
                 o += int(offs[0])
-                continue
-            if len(xs) == 2 and c.min() >= xs[0] and c.max() <= xs[1]:
-                # one drift line between two sync points: the interpolation without the search
-                line = o - xs[0]
-                line *= (offs[1] - offs[0]) / (xs[1] - xs[0])
-                line += offs[0]
-            else:
+            elif len(c) > 1 and np.all(c[1:] >= c[:-1]):
+                interp_sorted(c, o, xs, offs)
+            else:  # clocks out of order inside the block (a second or two of jitter)
                 line = np.interp(c, xs, offs)
-            np.rint(line, out=line)
-            np.add(o, line, out=o, casting="unsafe")  # exact: whole numbers
+                np.rint(line, out=line)
+                np.add(o, line, out=o, casting="unsafe")  # exact: whole numbers
+
+
+def interp_sorted(c: np.ndarray, o: np.ndarray, xs: np.ndarray, offs: np.ndarray) -> None:
+    """``o += rint(np.interp(c, xs, offs))`` for ascending ``c``, with the same arithmetic as
+    ``np.interp`` but one straight line per stretch between sync points instead of a binary
+    search per record (several times faster)."""
+    # pieces: before xs[0] | between xs[j-1] and xs[j] | from xs[-1] on (np.interp clamps)
+    cuts = np.concatenate(([0], np.searchsorted(c, xs, side="left"), [len(c)]))
+    for piece in np.flatnonzero(cuts[1:] > cuts[:-1]).tolist():
+        lo, hi = int(cuts[piece]), int(cuts[piece + 1])
+        if piece == 0 or piece == len(xs):
+            o[lo:hi] += int(offs[0] if piece == 0 else offs[-1])
+            continue
+        j = piece - 1  # c in [xs[j], xs[j + 1])
+        line = o[lo:hi] - xs[j]
+        line *= (offs[j + 1] - offs[j]) / (xs[j + 1] - xs[j])
+        line += offs[j]
+        np.rint(line, out=line)
+        np.add(o[lo:hi], line, out=o[lo:hi], casting="unsafe")
 
 
 _BLOCK = 1 << 16

@@ -7,11 +7,15 @@ from __future__ import annotations
 from fractions import Fraction
 
 import logfactory as lf
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parsers import LogFormatError, read_log
 from parsers.model import clock_to_datetime
+from parsers.timebase import interp_sorted
 
 T0 = 700_000_000  # pump clock of the first session start (2022-03-06)
 HOUR = 3600
@@ -218,3 +222,21 @@ def test_out_of_range_time_is_not_wrapped(tmp_path):
         return  # refusing the file with a clear message is acceptable
     t = log.delivery["time_utc"].iloc[0]
     assert pd.isna(t) or t.year > 2200 or log.problems, t
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 10**6), min_size=2, max_size=30, unique=True),
+    st.data(),
+)
+def test_block_interpolation_equals_numpy_interp(sync_clocks, data):
+    """The straight-line-per-stretch interpolation used for in-order blocks gives exactly
+    np.interp's whole seconds, on sync points, between them and beyond both ends."""
+    xs = np.array(sorted(sync_clocks), dtype=np.float64)
+    offs = np.array(data.draw(st.lists(st.integers(-5000, 5000), min_size=len(xs), max_size=len(xs))), float)
+    extra = data.draw(st.lists(st.integers(0, 10**6 + 1000), max_size=500))
+    c = np.sort(np.array([*extra, *sync_clocks], dtype=np.uint32))
+    got = c.astype(np.int64)
+    interp_sorted(c, got, xs, offs)
+    want = c.astype(np.int64) + np.rint(np.interp(c, xs, offs)).astype(np.int64)
+    assert np.array_equal(got, want)
