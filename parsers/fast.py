@@ -8,6 +8,10 @@ few event records are decoded per record type.  Nothing is decoded one record at
 
 from __future__ import annotations
 
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from . import format as fmt
@@ -20,6 +24,7 @@ from .decoded import (
     convert_delivery,
     delivery_column_dtype,
 )
+from .errors import LogFormatError
 from .pages import PageOrder, PageScan
 from .records import BY_CODE, DELIVERY_CODE, PAYLOAD_SIZE, RECORD_SIZE, RecordType
 
@@ -84,69 +89,104 @@ def scan_pages(buf: memoryview, start: int, n_pages: int, page_size: int) -> Pag
 CHUNK_PAGES = 1024  # pages worked at a time: keeps the temporaries to a few MiB, in cache
 
 
+def default_workers() -> int:
+    """Threads for decoding a large log: numpy releases the GIL in the copies and
+    conversions that make up the work, so chunks decode in parallel on separate cores."""
+    return max(
+        1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    )
+
+
 def decode_records(
-    buf: memoryview, start: int, n_pages: int, page_size: int, scan: PageScan, order: PageOrder
+    buf: memoryview,
+    start: int,
+    n_pages: int,
+    page_size: int,
+    scan: PageScan,
+    order: PageOrder,
+    workers: int | None = None,
 ) -> DecodedRecords:
     """Decode the records of the accepted pages, in sequence order.
 
-    Works through the pages a chunk at a time over strided views of the file, writing each
-    delivery column straight into its preallocated table column while the chunk is in cache;
-    the few event records are gathered and decoded per record type at the end."""
+    Works through the pages a chunk at a time over views of the file, writing each delivery
+    column straight into its preallocated table column while the chunk is in cache; the few
+    event records are gathered and decoded per record type at the end.  A first, cheap pass
+    counts each chunk's delivery records, so that chunks own disjoint slices of the columns
+    and can be decoded by ``workers`` threads (default :func:`default_workers`)."""
     rpp = fmt.records_per_page(page_size)
     # each record as four 8-byte words: gathers and takes of plain integers are much faster
     # in numpy than boolean indexing or copies of structured records
-    words = np.ndarray(
-        (n_pages, rpp, 4), np.uint64, buf, start + fmt.PAGE_HEADER_SIZE, (page_size, RECORD_SIZE, 8)
-    )
+    first_rec = start + fmt.PAGE_HEADER_SIZE
+    words = np.ndarray((n_pages, rpp, 4), np.uint64, buf, first_rec, (page_size, RECORD_SIZE, 8))
+    codes = np.ndarray((n_pages, rpp), "<u2", buf, first_rec + 4, (page_size, RECORD_SIZE))
     idx = order.accepted
     counts = scan.count[idx].astype(np.int64)
     page_first = np.cumsum(counts) - counts  # storage position of each page's first record
     total = int(counts.sum())
     clock = np.empty(total, dtype=np.uint32)
-    # delivery rows are at most all records; pages of the unused tail are never touched
-    cols = {k: np.empty(total, dtype=delivery_column_dtype(k)) for k in DELIVERY_FIELDS}
-    raw_enum = {k: np.empty(total, dtype=t) for k, t in ENUM_DELIVERY_FIELDS.items()}
-    dclock = np.empty(total, dtype=np.uint32)
-    daux = np.empty(total, dtype=np.uint16)
-    doffset = np.empty(total, dtype=np.int64)
-    dseq = np.empty(total, dtype=np.uint32)
-    ev_parts: list[tuple[np.ndarray, ...]] = []
     lane = np.arange(rpp, dtype=np.int64)
     lane_bytes = lane * RECORD_SIZE
-    p = q = 0
-    for c0 in range(0, len(idx), CHUNK_PAGES):
-        ic = idx[c0 : c0 + CHUNK_PAGES]
-        cc = counts[c0 : c0 + CHUNK_PAGES]
-        raw = _gather(words, ic).reshape(-1, 4)
-        recs = raw.view(RECORD_DTYPE).reshape(-1)
-        valid = None if np.all(cc == rpp) else (lane[None, :] < cc[:, None]).reshape(-1)
-        n = int(cc.sum())
-        clock[p : p + n] = recs["clock"] if valid is None else recs["clock"][valid]
-        is_del = recs["code"] == DELIVERY_CODE
-        is_ev = ~is_del
-        if valid is not None:
-            is_del &= valid
-            is_ev &= valid
-        sel = np.flatnonzero(is_del)
-        k = len(sel)
-        full = np.take(raw, sel, axis=0).view(DELIVERY_RECORD_DTYPE).reshape(-1)  # one copy
-        for name, col in cols.items():
-            convert_delivery(name, full[name], col[q : q + k])
-        for name, col in raw_enum.items():
-            col[q : q + k] = full[name]
-        dclock[q : q + k] = full["clock"]
-        daux[q : q + k] = full["aux"]
-        offsets = ((scan.offset[ic] + fmt.PAGE_HEADER_SIZE)[:, None] + lane_bytes).reshape(-1)
-        seqs = np.repeat(scan.seq[ic], rpp)
-        np.take(offsets, sel, out=doffset[q : q + k])
-        np.take(seqs, sel, out=dseq[q : q + k])
-        if k < n:
+    chunk_starts = list(range(0, len(idx), CHUNK_PAGES))
+
+    def delivery_count(c0: int) -> int:
+        return _count_delivery(codes, idx[c0 : c0 + CHUNK_PAGES], counts[c0 : c0 + CHUNK_PAGES], lane)
+
+    workers = default_workers() if workers is None else max(1, workers)
+    pool = ThreadPoolExecutor(workers) if workers > 1 and len(chunk_starts) > 1 else None
+    try:
+        n_del = list(pool.map(delivery_count, chunk_starts) if pool else map(delivery_count, chunk_starts))
+        q_first = np.cumsum([0, *n_del])
+        nd = int(q_first[-1])
+        cols = {k: np.empty(nd, dtype=delivery_column_dtype(k)) for k in DELIVERY_FIELDS}
+        raw_enum = {k: np.empty(nd, dtype=t) for k, t in ENUM_DELIVERY_FIELDS.items()}
+        dclock = np.empty(nd, dtype=np.uint32)
+        daux = np.empty(nd, dtype=np.uint16)
+        doffset = np.empty(nd, dtype=np.int64)
+        dseq = np.empty(nd, dtype=np.uint32)
+
+        def decode_chunk(ci: int) -> tuple[np.ndarray, ...] | None:
+            c0 = chunk_starts[ci]
+            ic, cc = idx[c0 : c0 + CHUNK_PAGES], counts[c0 : c0 + CHUNK_PAGES]
+            p, q = int(page_first[c0]), int(q_first[ci])
+            raw = _gather(words, ic).reshape(-1, 4)
+            recs = raw.view(RECORD_DTYPE).reshape(-1)
+            valid = None if np.all(cc == rpp) else (lane[None, :] < cc[:, None]).reshape(-1)
+            n = int(cc.sum())
+            clock[p : p + n] = recs["clock"] if valid is None else recs["clock"][valid]
+            is_del = recs["code"] == DELIVERY_CODE
+            is_ev = ~is_del
+            if valid is not None:
+                is_del &= valid
+                is_ev &= valid
+            sel = np.flatnonzero(is_del)
+            k = len(sel)
+            if k != n_del[ci]:  # the file changed under the map between the two passes
+                raise LogFormatError(None, int(scan.offset[ic[0]]), "the log changed while it was being read")
+            full = np.take(raw, sel, axis=0).view(DELIVERY_RECORD_DTYPE).reshape(-1)  # one copy
+            for name, col in cols.items():
+                convert_delivery(name, full[name], col[q : q + k])
+            for name, col in raw_enum.items():
+                col[q : q + k] = full[name]
+            dclock[q : q + k] = full["clock"]
+            daux[q : q + k] = full["aux"]
+            offsets = ((scan.offset[ic] + fmt.PAGE_HEADER_SIZE)[:, None] + lane_bytes).reshape(-1)
+            seqs = np.repeat(scan.seq[ic], rpp)
+            np.take(offsets, sel, out=doffset[q : q + k])
+            np.take(seqs, sel, out=dseq[q : q + k])
+            if k == n:
+                return None
             f = np.flatnonzero(is_ev)
             r, j = np.divmod(f, rpp)
             ev = np.take(raw, f, axis=0).view(RECORD_DTYPE).reshape(-1)
-            ev_parts.append((page_first[c0 + r] + j, ev, offsets[f], seqs[f]))
-        p += n
-        q += k
+            return page_first[c0 + r] + j, ev, offsets[f], seqs[f]
+
+        chunks = range(len(chunk_starts))
+        parts = list(pool.map(decode_chunk, chunks) if pool else map(decode_chunk, chunks))
+    finally:
+        if pool:
+            pool.shutdown()
+    ev_parts = [part for part in parts if part is not None]
+    q = nd
 
     if ev_parts:
         event_idx, ev, ev_offset, ev_seq = (np.concatenate(a) for a in zip(*ev_parts, strict=True))
@@ -173,18 +213,29 @@ def decode_records(
     )
 
 
+def _count_delivery(codes: np.ndarray, pages: np.ndarray, counts: np.ndarray, lane: np.ndarray) -> int:
+    """How many delivery records ``pages`` hold (``codes``: every stored record's type code)."""
+    return sum(
+        int(np.count_nonzero((codes[a:b] == DELIVERY_CODE) & (lane[None, :] < counts[i : i + b - a, None])))
+        for i, a, b in _runs(pages)
+    )
+
+
+def _runs(pages: np.ndarray) -> list[tuple[int, int, int]]:
+    """Runs of consecutive page numbers: (position in ``pages``, first page, end page)."""
+    breaks = [0, *(np.flatnonzero(np.diff(pages) != 1) + 1).tolist(), len(pages)]
+    return [(i, int(pages[i]), int(pages[j - 1]) + 1) for i, j in itertools.pairwise(breaks)]
+
+
 def _gather(words: np.ndarray, pages: np.ndarray) -> np.ndarray:
     """The records of ``pages`` as one contiguous array, copied a run of consecutive pages
     at a time (a plain copy; numpy's fancy indexing over the strided file is far slower)."""
-    breaks = np.flatnonzero(np.diff(pages) != 1) + 1
-    runs = np.split(pages, breaks) if len(breaks) else [pages]
+    runs = _runs(pages)
     if len(runs) == 1:
-        return np.ascontiguousarray(words[pages[0] : pages[-1] + 1])
+        return np.ascontiguousarray(words[runs[0][1] : runs[0][2]])
     out = np.empty((len(pages), *words.shape[1:]), dtype=words.dtype)
-    i = 0
-    for run in runs:
-        out[i : i + len(run)] = words[run[0] : run[-1] + 1]
-        i += len(run)
+    for i, a, b in runs:
+        out[i : i + b - a] = words[a:b]
     return out
 
 

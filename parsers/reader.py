@@ -104,14 +104,18 @@ _EVENT_META = {
 }
 
 
-def read_log(path: str | Path, *, strict: bool = False, decoder: Decoder = "fast") -> InterrogationLog:
+def read_log(
+    path: str | Path, *, strict: bool = False, decoder: Decoder = "fast", workers: int | None = None
+) -> InterrogationLog:
     """Read an interrogation log.
 
     The file is opened read-only and never written.  In the default mode damaged pages are
     skipped, intact pages around them decoded, and every problem listed in ``.problems``
     (each naming the byte offset); ``strict=True`` raises :class:`LogFormatError` on the
     first problem instead.  A file that is not a readable log at all (wrong magic, unknown
-    version, too short for a header) always raises :class:`LogFormatError`.
+    version, too short for a header) always raises :class:`LogFormatError`.  ``workers``
+    is how many threads the fast decoder may use on a large log (default: up to four, one
+    per available core; 1 decodes in the calling thread only).
     """
     path = Path(path)
     try:
@@ -124,7 +128,7 @@ def read_log(path: str | Path, *, strict: bool = False, decoder: Decoder = "fast
             raise LogFormatError(path, 0, "file is empty: not an ITB interrogation log")
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            return _read(path, memoryview(mm), size, strict, decoder, release=mm.close)
+            return _read(path, memoryview(mm), size, strict, decoder, workers, release=mm.close)
         finally:
             # a view still alive somewhere would make close() fail; the GC then unmaps it
             with contextlib.suppress(BufferError):
@@ -132,12 +136,17 @@ def read_log(path: str | Path, *, strict: bool = False, decoder: Decoder = "fast
 
 
 def read_log_bytes(
-    data: bytes, name: str = "<memory>", *, strict: bool = False, decoder: Decoder = "fast"
+    data: bytes,
+    name: str = "<memory>",
+    *,
+    strict: bool = False,
+    decoder: Decoder = "fast",
+    workers: int | None = None,
 ) -> InterrogationLog:
     """Read a log held in memory (e.g. received over a link); ``name`` labels its messages."""
     if len(data) == 0:
         raise LogFormatError(name, 0, "no data: not an ITB interrogation log")
-    return _read(Path(name), memoryview(data), len(data), strict, decoder)
+    return _read(Path(name), memoryview(data), len(data), strict, decoder, workers)
 
 
 def _read(
@@ -146,6 +155,7 @@ def _read(
     size: int,
     strict: bool,
     decoder: Decoder,
+    workers: int | None,
     release: Callable[[], None] = lambda: None,
 ) -> InterrogationLog:
     problems: list[Problem] = []
@@ -275,7 +285,10 @@ def _read(
     if len(order.accepted) == 0:
         dec = empty_records()
     elif parsed is None:
-        dec = fast.decode_records(buf, pages_start, n_pages, ps, scan, order)
+        try:
+            dec = fast.decode_records(buf, pages_start, n_pages, ps, scan, order, workers)
+        except LogFormatError as exc:  # raised without the name, which only the reader knows
+            raise LogFormatError(path, exc.offset, exc.message) from None
     else:
         from . import construct_reader
 
