@@ -6,7 +6,8 @@ Generates a log of at least ``--mb`` MiB (page size 4096, a wrapped ring, mostly
 records with a sprinkling of events), then measures with a warm page cache, best of
 ``--reps`` runs:
 
-* ``read_log(path)`` (fast numpy decoder), in MiB/s of file;
+* ``read_log(path)`` (fast numpy decoder, its default threads: one per core, at most
+  four), in MiB/s of file, and ``read_log(path, workers=1)``, on one thread;
 * ``read_log(slice, decoder="construct")`` on a ``--construct-mb`` MiB log of the same mix;
 * ``open(path, "rb").read()``, the ceiling;
 * the peak RSS of one fast read in a fresh subprocess (``ru_maxrss`` minus its value after
@@ -16,7 +17,7 @@ records with a sprinkling of events), then measures with a warm page cache, best
 The last line printed is machine-readable::
 
     RESULT fast_mb_s=... construct_mb_s=... read_mb_s=... fast_vs_construct=... fast_vs_read=...
-    peak_rss_mb=... output_mb=...
+    fast1_mb_s=... fast1_vs_read=... threads=... peak_rss_mb=... output_mb=...
 
 (on one line).  MB here is MiB (2**20 bytes).  Targets: fast >= 100x construct,
 fast >= 0.25x read, peak RSS <= ~2x decoded output.
@@ -336,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from parsers import read_log
+    from parsers.fast import default_workers
+
+    workers = default_workers()
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     probe = RssProbe()
@@ -369,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
 
         t_read = best_time(read_bytes, args.reps)
         t_fast = best_time(lambda: read_log(big), args.reps)
+        t_fast1 = best_time(lambda: read_log(big, workers=1), args.reps)
         t_cons = best_time(lambda: read_log(small, decoder="construct"), max(1, min(args.reps, 2)))
         t_fast_small = best_time(lambda: read_log(small), args.reps)
         rss = probe.read(big)
@@ -382,12 +387,20 @@ def main(argv: list[str] | None = None) -> int:
 
     read_mb_s = size / MIB / t_read
     fast_mb_s = size / MIB / t_fast
+    fast1_mb_s = size / MIB / t_fast1
     cons_mb_s = size_small / MIB / t_cons
     peak_mb = (rss["peak_kib"] - rss["base_kib"]) / 1024
     out_mb = rss["output_bytes"] / MIB
     rows = [
         ("plain read()", size, t_read, read_mb_s, ""),
-        ("read_log fast", size, t_fast, fast_mb_s, f"{n_rec / t_fast / 1e6:.2f} M records/s"),
+        (
+            f"read_log fast ({workers} threads)",
+            size,
+            t_fast,
+            fast_mb_s,
+            f"{n_rec / t_fast / 1e6:.2f} M records/s",
+        ),
+        ("read_log fast (1 thread)", size, t_fast1, fast1_mb_s, f"{n_rec / t_fast1 / 1e6:.2f} M records/s"),
         ("read_log fast (slice)", size_small, t_fast_small, size_small / MIB / t_fast_small, ""),
         (
             "read_log construct (slice)",
@@ -402,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:28s} {sz / MIB:8.1f} {secs:9.3f} {rate:9.1f}  {note}")
     print(f"\nfast / construct  {fast_mb_s / cons_mb_s:8.1f} x   (target >= 100)")
     print(f"fast / read       {fast_mb_s / read_mb_s:8.3f} x   (target >= 0.25)")
+    print(f"fast 1 thread / read {fast1_mb_s / read_mb_s:5.3f} x")
     print(
         f"peak RSS of a fast read  {peak_mb:8.1f} MiB  (ru_maxrss above its value after the "
         f"imports, {rss['base_kib'] / 1024:.0f} MiB; own VmHWM above its baseline: "
@@ -416,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"RESULT fast_mb_s={fast_mb_s:.1f} construct_mb_s={cons_mb_s:.3f} "
         f"read_mb_s={read_mb_s:.1f} fast_vs_construct={fast_mb_s / cons_mb_s:.1f} "
-        f"fast_vs_read={fast_mb_s / read_mb_s:.3f} "
+        f"fast_vs_read={fast_mb_s / read_mb_s:.3f} fast1_mb_s={fast1_mb_s:.1f} "
+        f"fast1_vs_read={fast1_mb_s / read_mb_s:.3f} threads={workers} "
         f"peak_rss_mb={peak_mb:.1f} output_mb={out_mb:.1f}"
     )
     return 0
