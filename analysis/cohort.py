@@ -243,7 +243,7 @@ def _task_procedures(task: LogTask, serial: str) -> tuple[list[dict[str, str]], 
 
 def log_tables(task: LogTask) -> dict[str, pd.DataFrame]:
     """Read one log and build its tables with the cohort's id columns (raises on failure)."""
-    log = read_log(task.path)
+    log = read_log(task.path, workers=1)  # the cohort runs in parallel across logs already
     procs, weight = _task_procedures(task, log.header.serial)
     tabs = history.tables(log, procs, weight_kg=weight, rules=task.rules)
     out = {}
