@@ -52,6 +52,7 @@ class Assessment:
     weight_kg: float | None = None
     rules_source: str = "default"
     disclaimer: str = DISCLAIMER
+    rules: Any = field(default=None, repr=False)  # the Rules the analysis used, for its reports
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -202,6 +203,6 @@ def analyse(log: InterrogationLog | str | Path,
     return Assessment(
         findings=findings, risks=risks, reconstruction=tl, csf=csf, limitations=limits,
         interrogated_at=stamp(ctx.now_s), window=(stamp(rec.window[0]), stamp(rec.window[1])),
-        procedures=procs, weight_kg=weight_kg, rules_source=r.source,
+        procedures=procs, weight_kg=weight_kg, rules_source=r.source, rules=r,
         details={"now_s": ctx.now_s, "window_s": rec.window, "problems": [str(p) for p in log.problems]},
     )

@@ -446,3 +446,25 @@ print("clean")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("clean")
+
+
+def _reservoir_panels(report) -> list:
+    return [
+        p
+        for b in report.blocks
+        if isinstance(b, content.Plot)
+        for p in b.panels
+        if isinstance(p, content.ReservoirPanel)
+    ]
+
+
+def test_check_report_uses_the_rules_the_check_used(written):
+    """Hospital rules given as overrides (not a file) reach the check report's reservoir
+    plot, through the assessment, as the defaults do."""
+    sample, kind, start, end, weight, _ = CASES["urgent"]
+    log = read_log(SAMPLES / f"{sample}.itblog")
+    result = check(log, kind, end, start, weight_kg=weight, rules={"pump": {"empty_reservoir_ml": 1.25}})
+    (panel,) = _reservoir_panels(content.build_check(result, log, SYDNEY))
+    assert panel.empty_ml == 1.25
+    (default,) = _reservoir_panels(written["urgent"][3])
+    assert default.empty_ml != 1.25

@@ -685,14 +685,12 @@ def _generated(zone: dt.tzinfo) -> str:
 
 
 def build_check(result: Any, log: InterrogationLog, zone: dt.tzinfo, rules: Any = None) -> Report:
-    """The content of the two-hour check report."""
-    from pathlib import Path
-
+    """The content of the two-hour check report (with the rules the analysis used, unless
+    ``rules`` are given)."""
     from ..rules import get_rules
 
     a: Assessment = result.assessment
-    src = a.rules_source
-    r = get_rules(rules if rules is not None else src if src and Path(src).is_file() else None)
+    r = get_rules(rules if rules is not None else a.rules)
     p = result.procedure
     now = int(result.interrogated_s)
     clock = Clock(zone, now)
