@@ -145,20 +145,22 @@ def analyse(log: InterrogationLog | str | Path,
             procedures: Iterable[Procedure | Mapping[str, Any]] | None = (),
             weight_kg: float | None = None,
             rules: Rules | Mapping[str, Any] | str | Path | None = None,
-            resolution: str = "1h") -> Assessment:
+            resolution: str = "1h", *, reconstruction: Reconstruction | None = None) -> Assessment:
     """Analyse one interrogation: run every detector, grade withdrawal and overdose risk.
 
     ``log`` is an :class:`InterrogationLog` (or a path, read with ``read_log``);
     ``procedures`` are MRI/diathermy windows (``Procedure`` or dicts with ``kind``,
     ``start_utc``, ``end_utc``); ``weight_kg`` picks the oral baclofen regimen; ``rules``
     overrides clinical numbers (a TOML path, a dict, or ``Rules``); ``resolution`` is the
-    timeline bin width.  Pure: nothing is written, nothing plotted.
+    timeline bin width.  ``reconstruction``: one already built from this log with these
+    rules (``reconstruct.build``), so a caller that has one (the research tables) does not
+    pay for it twice.  Pure: nothing is written, nothing plotted.
     """
     if not isinstance(log, InterrogationLog):
         log = read_log(log)
     r = get_rules(rules)
     procs = coerce_procedures(procedures)
-    rec = build(log, r)
+    rec = reconstruction if reconstruction is not None else build(log, r)
     tl = timeline(rec, resolution)
     rec.timeline = tl
     ctx = Context(log, rec, r, procs)

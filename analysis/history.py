@@ -524,7 +524,7 @@ def tables(log: InterrogationLog, procedures: Iterable[ProcedureLike] | None = N
         "alarms": _alarms(b),
     }
     if assessment is None:
-        assessment = analyse(log, b.procedures, weight_kg=weight_kg, rules=b.rules)
+        assessment = analyse(log, b.procedures, weight_kg=weight_kg, rules=b.rules, reconstruction=b.rec)
     out["summary"] = _summary(b, out, assessment)
     return out
 

@@ -177,6 +177,27 @@ def test_every_sample_gives_typed_tables_matching_the_analysis(path):
     # one stall row per motor_stall finding
     assert len(t["stalls"]) == a.kinds().count("motor_stall")
     assert t["stalls"]["cause"].isin(["procedure", "spontaneous"]).all()
+    # without an assessment the tables analyse on their own reconstruction: same result
+    shared = history.tables(log, procs)
+    for name in history.TABLES:
+        pd.testing.assert_frame_equal(shared[name], t[name], obj=name)
+
+
+def test_analysis_on_a_given_reconstruction_equals_its_own():
+    """analyse(reconstruction=...) (what the research tables pass, to build it once) finds
+    exactly what analyse finds on its own reconstruction."""
+    from analysis.reconstruct import build
+    from analysis.rules import get_rules
+
+    log = read_log(SAMPLES / "mri_delayed_recovery.itblog")
+    procs = procedures("mri_delayed_recovery")
+    own = analyse(log, procs)
+    given = analyse(log, procs, reconstruction=build(log, get_rules()))
+    assert [f.to_dict() for f in given.findings] == [f.to_dict() for f in own.findings]
+    assert {k: r.level for k, r in given.risks.items()} == {k: r.level for k, r in own.risks.items()}
+    pd.testing.assert_frame_equal(given.reconstruction, own.reconstruction)
+    pd.testing.assert_frame_equal(given.csf, own.csf)
+    assert own.findings
 
 
 def test_empty_tables_keep_their_columns_and_types():
