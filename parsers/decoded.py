@@ -95,7 +95,7 @@ class DecodedRecords:
     byte offset and page sequence number.
 
     ``events`` holds each event field's raw on-disk integer (int64; 0 where a record type
-    has no such field: :func:`frames.event_present` says where it has), and unknown types
+    has no such field; the record type says which fields it has), and unknown types
     keep their payload bytes in ``unknown_payload`` (keyed by event row).  ``delivery``
     holds the delivery table's columns already converted (:func:`convert_delivery`);
     ``delivery_raw`` the raw values of its enum fields, to name values the enum lacks.
