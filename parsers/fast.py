@@ -186,8 +186,6 @@ def decode_records(
         if pool:
             pool.shutdown()
     ev_parts = [part for part in parts if part is not None]
-    q = nd
-
     if ev_parts:
         event_idx, ev, ev_offset, ev_seq = (np.concatenate(a) for a in zip(*ev_parts, strict=True))
     else:
@@ -204,12 +202,12 @@ def decode_records(
         event_page_seq=ev_seq.astype(np.uint32, copy=False),
         events=events,
         unknown_payload=unknown,
-        delivery_clock=dclock[:q],
-        delivery_aux=daux[:q],
-        delivery_offset=doffset[:q],
-        delivery_page_seq=dseq[:q],
-        delivery={name: col[:q] for name, col in cols.items()},
-        delivery_raw={name: col[:q] for name, col in raw_enum.items()},
+        delivery_clock=dclock,
+        delivery_aux=daux,
+        delivery_offset=doffset,
+        delivery_page_seq=dseq,
+        delivery=cols,
+        delivery_raw=raw_enum,
     )
 
 
