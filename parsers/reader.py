@@ -20,8 +20,8 @@ from .frames import ITB_EPOCH_UNIX_S, MAX_UTC_S, build_delivery, build_events, u
 from .header import decode_header, decode_status
 from .model import Header, LogImage, Page, Problem, Record, Status
 from .pages import order_pages
-from .records import BY_CODE, DELIVERY_CODE, RecordCode
-from .timebase import ClockMarks, correct_clocks
+from .records import BY_CODE, DELIVERY_CODE, RECORD_SIZE, RecordCode
+from .timebase import ClockMarks, Timebase, correct_clocks
 
 Decoder = Literal["fast", "construct"]
 
@@ -305,7 +305,11 @@ def _read(
 
     def offset_of(i: int) -> int:  # byte offset of the record at storage position i
         j = int(np.searchsorted(page_first, i, side="right")) - 1
-        return int(scan.offset[order.accepted[j]]) + fmt.PAGE_HEADER_SIZE + (i - int(page_first[j])) * 32
+        return (
+            int(scan.offset[order.accepted[j]])
+            + fmt.PAGE_HEADER_SIZE
+            + (i - int(page_first[j])) * RECORD_SIZE
+        )
 
     tb = correct_clocks(
         dec.clock,
@@ -316,28 +320,14 @@ def _read(
     )
     for p in tb.problems:
         problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
-    ev_starts = np.searchsorted(dec.event_idx, tb.starts)
-    ev_utc, ev_uncertain = tb.seconds(dec.event_clock, ev_starts)
-    d_utc, d_uncertain = tb.seconds(dec.delivery_clock, tb.starts - ev_starts)
-    # (storage position, byte offset) of the first record of each table with an impossible time
-    far_first: list[tuple[int, int]] = []
-    far_count = 0
-    for utc, uncertain, offsets, is_events in (
-        (ev_utc, ev_uncertain, dec.event_offset, True),
-        (d_utc, d_uncertain, dec.delivery_offset, False),
-    ):
-        if len(utc) and (utc.max() > MAX_UTC_S or utc.min() < -ITB_EPOCH_UNIX_S):
-            far = (utc > MAX_UTC_S) | (utc < -ITB_EPOCH_UNIX_S)
-            uncertain |= far
-            far_count += int(far.sum())
-            r = int(np.flatnonzero(far)[0])
-            far_first.append((dec.storage_position(r, events=is_events), int(offsets[r])))
-    if far_first:
+    ev_utc, ev_uncertain, d_utc, d_uncertain, far = _table_times(dec, tb)
+    if far is not None:
+        count, offset = far
         problem(
             "implausible_time",
-            f"{far_count} records get times beyond any real date from the pump "
+            f"{count} records get times beyond any real date from the pump "
             "clock and the header's clocks (damaged clock values): their times are unknown",
-            min(far_first)[1],
+            offset,
         )
 
     def utc_at(positions: np.ndarray) -> np.ndarray:
@@ -376,6 +366,30 @@ def _read(
 
 def _pages(n: int) -> str:
     return f"{n} page" if n == 1 else f"{n} pages"
+
+
+def _table_times(
+    dec: DecodedRecords, tb: Timebase
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int] | None]:
+    """UTC seconds and uncertain flags of the event rows and of the delivery rows; times too
+    far out to be real are marked uncertain and counted, with the byte offset of the first
+    such record in sequence order."""
+    ev_starts = np.searchsorted(dec.event_idx, tb.starts)
+    ev_utc, ev_uncertain = tb.seconds(dec.event_clock, ev_starts)
+    d_utc, d_uncertain = tb.seconds(dec.delivery_clock, tb.starts - ev_starts)
+    first: list[tuple[int, int]] = []  # (storage position, byte offset) per table
+    count = 0
+    for utc, uncertain, offsets, is_events in (
+        (ev_utc, ev_uncertain, dec.event_offset, True),
+        (d_utc, d_uncertain, dec.delivery_offset, False),
+    ):
+        if len(utc) and (utc.max() > MAX_UTC_S or utc.min() < -ITB_EPOCH_UNIX_S):
+            far = (utc > MAX_UTC_S) | (utc < -ITB_EPOCH_UNIX_S)
+            uncertain |= far
+            count += int(far.sum())
+            r = int(np.flatnonzero(far)[0])
+            first.append((dec.storage_position(r, events=is_events), int(offsets[r])))
+    return ev_utc, ev_uncertain, d_utc, d_uncertain, (count, min(first)[1]) if first else None
 
 
 def _clock_marks(dec: DecodedRecords) -> ClockMarks:
