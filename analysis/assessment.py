@@ -14,7 +14,7 @@ import pandas as pd
 from parsers import InterrogationLog, read_log
 
 from .context import Context, Procedure, coerce_procedures
-from .detectors import ALL
+from .detectors import ALL, alarms
 from .findings import Finding, findings_frame
 from .pk import PkParameters, csf_estimate
 from .reconstruct import Reconstruction, build, timeline
@@ -53,6 +53,9 @@ class Assessment:
     rules_source: str = "default"
     disclaimer: str = DISCLAIMER
     rules: Any = field(default=None, repr=False)  # the Rules the analysis used, for its reports
+    rows: pd.DataFrame | None = field(default=None, repr=False)  # delivery rows, enriched
+    status_now: Any = field(default=None, repr=False)  # delivery_state.StatusNow
+    prescribed_mcg: Any = field(default=None, repr=False)  # piecewise.Piecewise: drug prescribed over time
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -126,18 +129,40 @@ def _incomplete(log: InterrogationLog, rec: Reconstruction, findings: list[Findi
     return out
 
 
+#: Findings during which no drug reaches the patient, whatever the rotor shows.
+NO_DRUG_KINDS: tuple[str, ...] = ("empty_reservoir", "stall_ongoing", "pump_stopped", "battery_eos",
+                                  "motor_stall")
+
+
+def no_drug_spans(findings: list[Finding], now_s: int) -> list[tuple[int, int, bool]]:
+    """(start, end, rotor_misleads) spans in which no drug reached the patient: stalls and
+    stops (the rotor shows them where rows exist), and an empty reservoir or drug that never
+    reached the reservoir (a pocket fill), where the rotor turns but moves no drug."""
+    out = []
+    for f in findings:
+        if f.start_s is None:
+            continue
+        lies = f.kind == "empty_reservoir" or (f.kind == "refill_over_infusion"
+                                               and bool(f.details.get("drug_missing")))
+        if f.kind in NO_DRUG_KINDS or lies:
+            out.append((int(f.start_s), int(f.end_s if f.end_s is not None else now_s), lies))
+    return out
+
+
 def _delivered(tl: pd.DataFrame, findings: list[Finding], now_s: int) -> np.ndarray:
-    """Best estimate of drug reaching the CSF per bin (mcg/h): rotor-confirmed, zero while the
-    reservoir is empty or the pump is stopped or stalled at interrogation, NaN where unknown."""
+    """Best estimate of drug reaching the CSF per bin (mcg/h): rotor-confirmed, zero while no
+    drug reaches the patient (``no_drug_spans``), NaN where unknown."""
     d = tl["rotor_mcg_h"].to_numpy(dtype=float).copy()
     d[tl["history_missing"].to_numpy(dtype=bool)] = np.nan
     a = to_seconds(tl.index)
     b = to_seconds(tl["end"])
-    for f in findings:
-        if f.kind in ("empty_reservoir", "stall_ongoing", "pump_stopped", "battery_eos") \
-                and f.start_s is not None:
-            end = f.end_s if f.end_s is not None else now_s
-            d[(a < end) & (b > f.start_s)] = 0.0
+    for s, e, lies in no_drug_spans(findings, now_s):
+        sel = (a < e) & (b > s)
+        if lies:  # a bin only partly inside keeps the rotor's share outside the span
+            part = np.clip((np.minimum(b, e) - np.maximum(a, s)) / np.maximum(b - a, 1), 0, 1)
+            d[sel] = np.where(np.isnan(d[sel]), 0.0, d[sel] * (1 - part[sel]))
+        else:  # the rows already show the stall or stop; beyond them, nothing was delivered
+            d[sel & np.isnan(d)] = 0.0
     return d
 
 
@@ -167,6 +192,7 @@ def analyse(log: InterrogationLog | str | Path,
     findings: list[Finding] = []
     for detector in ALL:
         findings.extend(detector(ctx))
+    findings.extend(alarms.detect(ctx, findings))  # reads the others: what they do not explain
     findings.sort(key=lambda f: (f.start_s if f.start_s is not None else -1, f.kind))
     csf = csf_estimate(tl, _delivered(tl, findings, ctx.now_s), r)
     incomplete = _incomplete(log, rec, findings)
@@ -206,5 +232,6 @@ def analyse(log: InterrogationLog | str | Path,
         findings=findings, risks=risks, reconstruction=tl, csf=csf, limitations=limits,
         interrogated_at=stamp(ctx.now_s), window=(stamp(rec.window[0]), stamp(rec.window[1])),
         procedures=procs, weight_kg=weight_kg, rules_source=r.source, rules=r,
+        rows=rec.rows, status_now=ctx.status, prescribed_mcg=rec.prescribed_mcg,
         details={"now_s": ctx.now_s, "window_s": rec.window, "problems": [str(p) for p in log.problems]},
     )

@@ -16,6 +16,7 @@ It supports, and does not replace, the manufacturer's programmer and clinical ju
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +25,10 @@ import pandas as pd
 
 from parsers import InterrogationLog
 
-from .assessment import Assessment, analyse
+from .assessment import Assessment, analyse, no_drug_spans
 from .context import Procedure
 from .findings import Finding
+from .piecewise import merge_spans
 from .rules import Rules, get_rules
 from .timeutil import HOUR, display_zone, to_seconds
 
@@ -146,6 +148,11 @@ def _round(x: float | None, nd: int = 1) -> float | None:
     return None if x is None else round(float(x), nd)
 
 
+class CheckInputError(ValueError):
+    """The procedure the user entered cannot be checked against this log (one line, for the
+    command line's exit 2)."""
+
+
 def check(
     log: InterrogationLog,
     kind: str,
@@ -159,13 +166,14 @@ def check(
     """Run the two-hour check for a procedure of ``kind`` (``mri`` or ``diathermy``) that
     ended at ``end`` (aware datetime).  ``fmt_time(seconds) -> str`` formats times in the
     user's zone for the summary (UTC, labelled, by default); ``zone`` is that zone, used for
-    the analysis' explanations too."""
+    the analysis' explanations too.  Raises :class:`CheckInputError` for a procedure that
+    ends after the interrogation (the wrong log or the wrong date)."""
     rules = get_rules(rules)
     kind = kind.lower()
     if kind not in ("mri", "diathermy"):
-        raise ValueError(f"procedure must be mri or diathermy, not {kind!r}")
+        raise CheckInputError(f"procedure must be mri or diathermy, not {kind!r}")
     if end.tzinfo is None or (start is not None and start.tzinfo is None):
-        raise ValueError("procedure times must carry a time zone")
+        raise CheckInputError("procedure times must carry a time zone")
     end_s = int(end.timestamp())
     if start is None:
         start_s = end_s - int(float(rules.get("check", "default_window_h")[kind]) * HOUR)
@@ -174,45 +182,50 @@ def check(
         start_s = int(start.timestamp())
         assumed_start = False
     if start_s > end_s:
-        raise ValueError("the procedure starts after it ends")
-    proc = Procedure(kind, start_s, end_s)
+        raise CheckInputError("the procedure starts after it ends")
     fmt_time = fmt_time or (lambda s: pd.Timestamp(s, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M UTC"))
+    if log.header_ok:
+        asked_s = int(log.header.interrogated_at.timestamp())
+        if end_s > asked_s + 60:
+            raise CheckInputError(
+                f"the {kind.upper()} ends at {fmt_time(end_s)}, after the pump was interrogated "
+                f"({fmt_time(asked_s)}): is this the right log, or the right date?")
+    proc = Procedure(kind, start_s, end_s)
     with display_zone(zone):
         a = analyse(log, procedures=[proc], weight_kg=weight_kg, rules=rules)
     now_s = int(a.details.get("now_s") or log.header.interrogated_at.timestamp())
     tl = a.reconstruction
     daily = log.status.daily_dose_mcg_day if log.status_ok and log.status.mode != "stopped" else None
     daily = daily or _daily_dose(tl)
-    stalled_now = log.status.motor_stalled or any(
-        f.kind in NOT_DELIVERING and (f.ongoing or f.end_s is None) for f in a.findings
-    )
-    missed, excess, covered = _window_drug(tl, start_s, now_s, stalled_now)
-    reasons_urgent, reasons_review = [], []
+    status_says = a.status_now.not_delivering() if a.status_now is not None else []
+    stopped = [f for f in a.findings if f.kind in NOT_DELIVERING and (f.ongoing or f.end_s is None)]
+    stalled_now = bool(status_says or stopped)
+    missed, excess, covered = _window_drug(a, start_s, now_s, rules)
+    reasons_urgent = [_NOT_DELIVERING_TEXT[f.kind] + _source(f) for f in stopped]
+    kinds_now = {f.kind for f in stopped}
+    for x in status_says:  # what the pump says now, unless a finding already says it
+        if not any(word in x and kind in kinds_now for word, kind in _STATUS_KIND):
+            reasons_urgent.append(f"{x}: no drug is being delivered")
+    reasons_review = []
     for k, r in a.risks.items():
+        cause = _risk_cause(r)
         if r.level == "high":
-            reasons_urgent.append(f"{k} risk is high")
+            reasons_urgent.append(f"{k} risk is high{cause}")
         elif r.level in ("moderate", "low"):
-            reasons_review.append(f"{k} risk is {r.level}")
+            reasons_review.append(f"{k} risk is {r.level}{cause}")
         elif r.level == "cannot_rule_out":
             reasons_review.append(f"{k} risk cannot be ruled out")
-    for f in a.findings:
-        if f.kind in NOT_DELIVERING and (f.ongoing or f.end_s is None):
-            reasons_urgent.append(_NOT_DELIVERING_TEXT[f.kind])
     reasons_review += _coverage_reasons(log, a, proc, now_s, rules, fmt_time)
     notes = (
         [f"the {kind.upper()} start was not given; assumed {fmt_time(start_s)} for the drug sums"]
         if assumed_start
         else []
     )
-    in_window = [f for f in a.findings if _overlaps(f, start_s - HOUR, now_s)]
-    for f in in_window:  # a stall that recovered is judged by the risk it left, above
-        recovered_stall = f.kind == "motor_stall" and not f.ongoing and f.end_s is not None
-        if f.severity != "info" and f.kind not in NOT_DELIVERING and not recovered_stall:
-            reasons_review.append(f"{f.kind.replace('_', ' ')} in or after the {kind.upper()} window")
-    if any(f.kind == "stall_recovery_unlogged" for f in a.findings):
-        reasons_review.append("the stall recovery is not logged as the rotor shows: interrogate again")
+    lookback = float(rules.get("check", "lookback_h")) * HOUR
+    for f in a.findings:
+        reasons_review += _finding_reasons(f, a, proc, now_s, lookback, fmt_time)
     verdict = "URGENT" if reasons_urgent else "REVIEW" if reasons_review else "OK"
-    summary = _summary(a, proc, now_s, daily, missed, excess, fmt_time, covered, stalled_now)
+    summary = _summary(a, proc, now_s, daily, missed, excess, fmt_time, covered, stalled_now, status_says)
     return CheckResult(
         verdict=verdict,
         reasons=_unique(reasons_urgent + reasons_review),
@@ -226,7 +239,8 @@ def check(
         assessment=a,
         weight_kg=weight_kg,
         notes=notes,
-        details={"assumed_start": assumed_start, "records_until_s": covered},
+        details={"assumed_start": assumed_start, "records_until_s": covered,
+                 "not_delivering_now": stalled_now},
     )
 
 
@@ -236,6 +250,72 @@ _NOT_DELIVERING_TEXT = {
     "battery_eos": "the battery is at end of service: the pump has stopped",
     "empty_reservoir": "the reservoir is empty: no drug is being delivered",
 }
+
+
+_STATUS_KIND = (("STALLED", "stall_ongoing"), ("STOPPED", "pump_stopped"), ("end of service", "battery_eos"),
+                ("EMPTY", "empty_reservoir"))
+
+
+def _source(f: Finding) -> str:
+    """Where a not-delivering finding comes from, when it is not a logged record."""
+    notes = " ".join(str(x) for x in f.details.get("notes", ()))
+    if f.kind == "stall_ongoing" and "status" in notes and "STALLED" in notes:
+        return " (reported by the pump's status)"
+    if f.kind == "stall_ongoing" and not f.details.get("logged", True):
+        return " (seen in the delivery history; no stall record)"
+    if f.kind == "pump_stopped" and f.details.get("how") == "commanded nothing":
+        return " (seen in the delivery history; no stop record)"
+    return ""
+
+
+def _risk_cause(r: Any) -> str:
+    """The finding behind a risk level, in words: ``: titration violation (...)``."""
+    first = next((x for x in r.reasons if not x.startswith("incomplete")), None)
+    if not first:
+        return ""
+    label = first.rsplit(":", 1)[0]
+    m = re.fullmatch(r"(.*) \((.*)\)", label)
+    return f": {m.group(1)}, {m.group(2)}" if m else f": {label}"
+
+
+def _finding_reasons(f: Finding, a: Assessment, proc: Procedure, now_s: int, lookback: float,
+                     fmt_time: Any) -> list[str]:
+    """Why a finding needs a clinician's look, named by its cause (NOT_DELIVERING findings
+    decide URGENT elsewhere; a recovered stall is judged by the risk it left, except as said)."""
+    name = proc.kind.upper()
+    near = _overlaps(f, proc.start_s - int(lookback), now_s)
+    recent = a.rules is not None and f.end_s is not None and \
+        f.end_s >= now_s - float(a.rules.number("risk", "recent_days")) * 86_400
+    out = []
+    if f.kind == "motor_stall" and (f.ongoing or f.end_s is None):
+        return out  # stall_ongoing says it
+    if f.kind == "motor_stall":
+        if f.details.get("restarted_by_interrogation"):
+            out.append(f"delivery restarted only at this interrogation ({fmt_time(f.end_s)}): "
+                       "confirm with the programmer that the motor runs, and interrogate again")
+        if f.details.get("cause") == "spontaneous" and (near or recent):
+            out.append(f"a motor stall at {fmt_time(f.start_s)} has no procedure to explain it: "
+                       "stalls without a cause precede motor failure; check the procedure times "
+                       "you entered")
+        return out
+    if f.kind in NOT_DELIVERING or f.severity == "info" or not (near or f.ongoing):
+        return out
+    if f.kind == "alarm_active":
+        out.append(f"the pump reports the {str(f.details.get('alarm')).replace('_', '-')} alarm "
+                   "active: confirm with the programmer")
+    elif f.kind == "stall_recovery_unlogged":
+        out.append("the stall recovery is not logged as the rotor shows: interrogate again")
+    elif f.kind == "dose_decrease":
+        out.append(f"the daily dose was cut by {100 * f.details['decrease_fraction']:.0f}% "
+                   f"({f.details['previous_dose_mcg']:g} to {f.details['new_dose_mcg']:g} mcg/day)")
+    elif f.kind in ("titration_violation", "restart_full_dose") and f.details.get("above_max"):
+        out.append(f"{f.details['new_dose_mcg']:g} mcg/day is above the "
+                   f"{f.details['max_dose_mcg']:g} mcg/day upper limit")
+    elif f.kind == "over_delivery":
+        out.append(f"more drug than programmed was delivered in or after the {name} window")
+    else:
+        out.append(f"{f.kind.replace('_', ' ')} in or after the {name} window")
+    return out
 
 
 def _unique(items: list[str]) -> list[str]:
@@ -258,34 +338,55 @@ def _daily_dose(tl: pd.DataFrame) -> float | None:
 
 
 def _window_drug(
-    tl: pd.DataFrame, start_s: int, now_s: int, stalled_now: bool
+    a: Assessment, start_s: int, now_s: int, rules: Rules
 ) -> tuple[float | None, float | None, int | None]:
-    """Drug missed and in excess (rotor-confirmed against prescribed, mcg) from the start of
-    the procedure to the interrogation, and the time up to which delivery records exist.
-    The interval in progress at interrogation has no record yet: while the pump is stalled
-    it counts as missed, otherwise it is left out.  None where the window's history is
-    missing."""
-    if tl.empty:
+    """Drug missed and in excess (mcg) from the start of the procedure to the interrogation,
+    and the time up to which delivery records exist; None where the window's history is
+    missing or does not reach back to the start.
+
+    Computed from the delivery rows themselves (whatever their length or phase), against the
+    prescription: the rotor-confirmed drug, none where the drug never reached the patient
+    (an empty reservoir, a pocket fill), and beyond the last row the program's dose wherever
+    a finding says nothing was delivered.  Differences inside the pump's labeled accuracy in
+    rows no finding explains are stroke rounding and inaccuracy, not missed drug."""
+    rows, tl = a.rows, a.reconstruction
+    if rows is None or rows.empty or tl.empty:
         return None, None, None
-    a = to_seconds(tl.index)
-    b = to_seconds(tl["end"])
-    rotor = tl["rotor_mcg_h"].to_numpy(dtype=float)
-    prescribed = tl["prescribed_mcg_h"].to_numpy(dtype=float)
-    missing = tl["history_missing"].to_numpy(dtype=bool)
-    sel = (b > start_s) & (a < now_s)
-    if not sel.any() or missing[sel].any():
+    s = rows["start_s"].to_numpy(dtype=np.int64)
+    e = rows["end_s"].to_numpy(dtype=np.int64)
+    if s.min() > start_s + 60:
+        return None, None, None  # the history does not reach back to the start
+    bins_a, bins_b = to_seconds(tl.index), to_seconds(tl["end"])
+    win = (bins_b > start_s) & (bins_a < now_s)
+    if tl["history_missing"].to_numpy(dtype=bool)[win].any():
         return None, None, None
-    # hours of each bin inside the window; the bin in progress at interrogation already holds
-    # only the drug up to then (its rates are averaged over the whole bin), so it counts whole
-    hours = (np.where(b > now_s, b, np.minimum(b, now_s)) - np.maximum(a, start_s)) / HOUR
-    recorded = sel & ~np.isnan(rotor)
-    covered = int(b[recorded].max()) if recorded.any() else None
-    mcg = (rotor - prescribed)[recorded] * hours[recorded]
-    missed = float(np.clip(-mcg, 0, None).sum())
-    excess = float(np.clip(mcg, 0, None).sum())
-    if stalled_now:
-        tail = sel & np.isnan(rotor)
-        missed += float(np.nansum(prescribed[tail] * hours[tail]))
+    length = np.maximum(e - s, 1)
+    inside = np.clip((np.minimum(e, now_s) - np.maximum(s, start_s)) / length, 0.0, 1.0)
+    presc = rows["prescribed_mcg"].to_numpy(dtype=float)
+    got = rows["rotor_mcg"].to_numpy(dtype=float).copy()
+    spans = no_drug_spans(a.findings, now_s)
+    exact = np.zeros(len(rows), dtype=bool)
+    for x, y, lies in spans:
+        part = np.clip((np.minimum(e, y) - np.maximum(s, x)) / length, 0.0, 1.0)
+        if lies:
+            got *= 1.0 - part
+        exact |= part > 0
+    for f in a.findings:
+        if f.direction in ("withdrawal", "overdose", "both") and f.start_s is not None:
+            exact |= (e > f.start_s) & (s < (f.end_s if f.end_s is not None else now_s))
+    acc = rules.number("pump", "flow_accuracy_fraction")
+    stroke = rules.number("delivery", "min_excess_ml") * rows["concentration_mcg_ml"].to_numpy(dtype=float)
+    d = got - presc
+    d = np.where(~exact & (np.abs(d) <= np.maximum(acc * presc, stroke)), 0.0, d)
+    missed = float((np.clip(-d, 0, None) * inside).sum())
+    excess = float((np.clip(d, 0, None) * inside).sum())
+    in_win = inside > 0
+    covered = int(e[in_win].max()) if in_win.any() else None
+    last = int(e.max())
+    # beyond the rows: the program's dose, wherever a finding says nothing was delivered
+    for x, y in merge_spans([(max(x, last, start_s), min(y, now_s)) for x, y, _ in spans]):
+        if y > x and a.prescribed_mcg is not None:
+            missed += float(a.prescribed_mcg.integral(x, y))
     return missed, excess, covered
 
 
@@ -299,10 +400,17 @@ def _coverage_reasons(
         if proc.kind == "mri"
         else rules.get("check", "check_after_diathermy_hours")
     )
+    far_h = float(rules.get("check", "max_hours_after_procedure"))
     if now_s < proc.end_s:
         out.append(
             f"the pump was interrogated ({fmt_time(now_s)}) before the {proc.kind.upper()} ended "
             f"({fmt_time(proc.end_s)}): interrogate again after it"
+        )
+    elif now_s - proc.end_s > far_h * HOUR:
+        out.append(
+            f"the pump was interrogated {(now_s - proc.end_s) / HOUR:.0f} h after the "
+            f"{proc.kind.upper()} ended (more than {far_h:g} h): is this the right log, or the "
+            "right date?"
         )
     elif now_s - proc.end_s < wait_h * HOUR:
         out.append(
@@ -345,11 +453,14 @@ def _summary(
     fmt_time: Any,
     covered: int | None,
     stalled_now: bool,
+    status_says: list[str],
 ) -> list[str]:
-    """Plain clinical sentences: stall, recovery, drug missed or in excess."""
+    """Plain clinical sentences: stall, recovery, stop, drug missed or in excess.  The drug
+    figures are the window's (``missed``/``excess``), the same ones the JSON gives."""
     name = "the MRI" if proc.kind == "mri" else "surgery with diathermy"
     lines = []
-    stalls = [f for f in a.findings if f.kind == "motor_stall" and _overlaps(f, proc.start_s - HOUR, now_s)]
+    lo = proc.start_s - HOUR
+    stalls = [f for f in a.findings if f.kind == "motor_stall" and _overlaps(f, lo, now_s)]
     for f in stalls:
         started = fmt_time(f.start_s) if f.start_s is not None else "an unknown time"
         if f.ongoing or f.end_s is None:
@@ -366,26 +477,47 @@ def _summary(
                 when = f"before {name} began"
             else:
                 when = f"during {name}"
+            line = (f"The pump's motor stalled at {started} and recovered at {fmt_time(f.end_s)}, "
+                    f"{when} (stalled {_duration(f.end_s - (f.start_s or f.end_s))}).")
+            if f.details.get("restarted_by_interrogation"):
+                line += (" Delivery restarted only at this interrogation: confirm with the "
+                         "programmer that the motor runs, and interrogate again.")
+            lines.append(line)
+    stops = [f for f in a.findings if f.kind in ("pump_stopped", "empty_reservoir", "battery_eos")
+             and _overlaps(f, lo, now_s)]
+    for f in stops:
+        what = {"pump_stopped": "The pump was stopped", "empty_reservoir": "The reservoir was empty",
+                "battery_eos": "The battery reached end of service"}[f.kind]
+        since = f" from {fmt_time(f.start_s)}" if f.start_s is not None else ""
+        state = ("and still is at the interrogation: no drug is being delivered now"
+                 if f.ongoing or f.end_s is None else f"until {fmt_time(f.end_s)}")
+        lines.append(f"{what}{since} {state}.")
+    shown = " ".join(lines)
+    for x in status_says:
+        if "STALLED" in x and "NOT recovered" in shown:
+            continue
+        lines.append(f"The status snapshot: {x}.")
+    if not stalls and not stalled_now:
+        if missed is None:
             lines.append(
-                f"The pump's motor stalled at {started} and recovered at {fmt_time(f.end_s)}, "
-                f"{when} (stalled {_duration(f.end_s - (f.start_s or f.end_s))})."
+                f"No motor stall was found during or after {name}, but the history of the window "
+                "is incomplete: a stall cannot be ruled out."
             )
-    if not stalls and missed is None:
-        lines.append(
-            f"No motor stall was logged during or after {name}, but the history of the window is "
-            "incomplete: a stall cannot be ruled out."
-        )
-    elif not stalls:
-        lines.append(f"No motor stall was logged during or after {name}.")
+        else:
+            lines.append(f"No motor stall was found during or after {name} (records, delivery "
+                         "history and status).")
     if any(f.kind == "stall_recovery_unlogged" for f in a.findings):
         lines.append(
             "The rotor and the pump's stall records disagree about recovery: interrogate the "
             "pump again to confirm it is delivering."
         )
-    over = [f for f in a.findings if f.kind == "over_delivery" and _overlaps(f, proc.start_s - HOUR, now_s)]
+    for f in a.findings:
+        if f.kind == "alarm_active":
+            lines.append(f.explanation)
+    over = [f for f in a.findings if f.kind == "over_delivery" and _overlaps(f, lo, now_s)]
     for f in over:
         lines.append(
-            f"The rotor delivered more than programmed from {fmt_time(f.start_s)}"
+            f"The pump delivered more than programmed from {fmt_time(f.start_s)}"
             + (f" to {fmt_time(f.end_s)}" if f.end_s else "")
             + "."
         )
@@ -395,22 +527,26 @@ def _summary(
         if stalled_now or covered is None
         else f"to {fmt_time(covered)} (the last delivery record)"
     )
-    if missed is None:
+    if missed is None or excess is None:
         lines.append(
-            "How much drug was missed cannot be worked out: the history of the window is incomplete."
+            "How much drug was missed cannot be worked out: the history of the window is "
+            "incomplete or does not reach back to its start."
         )
-    else:
-        if missed >= 1:
-            lines.append(
-                f"From the start of {name} {until}, about {missed:.0f} mcg was not delivered{pct(missed)}."
-            )
-        if excess >= 1:
-            lines.append(
-                f"From the start of {name} {until}, about {excess:.0f} mcg more than "
-                f"prescribed was delivered{pct(excess)}."
-            )
-        if missed < 1 and excess < 1:
-            lines.append(f"Delivery from the start of {name} {until} matches the prescription.")
+        return lines
+    if missed >= 1:
+        lines.append(
+            f"From the start of {name} {until}, about {missed:.0f} mcg was not delivered{pct(missed)}."
+        )
+    if excess >= 1:
+        lines.append(
+            f"From the start of {name} {until}, about {excess:.0f} mcg more than "
+            f"programmed was delivered{pct(excess)}."
+        )
+    explained = any(f.direction in ("withdrawal", "overdose", "both") and _overlaps(f, proc.start_s, now_s)
+                    for f in a.findings)
+    if missed < 1 and excess < 1 and not explained and not stalled_now:
+        lines.append(f"Delivery from the start of {name} {until} was as programmed, within the "
+                     "pump's labeled accuracy.")
     return lines
 
 

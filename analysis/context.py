@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import pandas as pd
 
 from parsers import InterrogationLog
 
+from .delivery_state import RowState, StatusNow, row_state, status_now
 from .episodes import Episodes
 from .reconstruct import Reconstruction
 from .rules import Rules
@@ -70,6 +72,16 @@ class Context:
     def rows(self) -> pd.DataFrame:
         """Delivery-history rows with concentrations, mcg and prescribed volumes."""
         return self.rec.rows
+
+    @cached_property
+    def state(self) -> RowState:
+        """What each delivery row says about delivery, on its own (analysis/delivery_state.py)."""
+        return row_state(self.rows, self.rules)
+
+    @cached_property
+    def status(self) -> StatusNow:
+        """What the pump reports about itself at interrogation."""
+        return status_now(self.log, self.rules)
 
     @property
     def now_s(self) -> int:

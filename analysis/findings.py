@@ -15,7 +15,7 @@ FINDING_KINDS: tuple[str, ...] = (
     "refill_under_delivery", "refill_over_infusion", "rotor_shortfall", "empty_reservoir",
     "reservoir_low_before_refill", "refill_overdue", "battery_eri", "battery_eos", "pump_stopped",
     "unexpected_bolus", "ptm_over_limit", "over_delivery", "titration_violation",
-    "concentration_mismatch", "restart_full_dose", "history_gap",
+    "concentration_mismatch", "restart_full_dose", "history_gap", "dose_decrease", "alarm_active",
 )
 
 Severity = Literal["info", "warning", "critical"]

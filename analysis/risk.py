@@ -143,6 +143,11 @@ def grade(f: Finding, ctx: Context) -> tuple[str, str]:
         else:
             lvl = _share_level(miss if f.direction == "withdrawal" else exc, recent, r, floor="low")
         return (lvl, "none") if f.direction == "withdrawal" else ("none", lvl)
+    if k == "dose_decrease":  # graded by the size of the cut while it is recent
+        cut = float(f.details.get("decrease_fraction") or 0.0)
+        return _share_level(cut, ctx.recent(f.start_s), r, floor="low"), "none"
+    if k == "alarm_active":
+        return ("low" if f.direction == "withdrawal" else "none"), "none"
     if k == "restart_full_dose":
         return "none", ("high" if ctx.recent(f.start_s) else "low")
     return "none", "none"

@@ -21,7 +21,7 @@ def test_public_api_names():
     for name in ("analyse", "Assessment", "Finding", "Procedure", "Risk", "reconstruct",
                  "csf_estimate", "get_rules", "DISCLAIMER"):
         assert hasattr(analysis, name)
-    assert len(FINDING_KINDS) == 21 and len(set(FINDING_KINDS)) == 21
+    assert len(FINDING_KINDS) == 23 and len(set(FINDING_KINDS)) == 23
 
 
 def test_analyse_a_path_or_a_log_gives_the_same_answer(tmp_path):

@@ -64,14 +64,22 @@ def stopped_spans(ctx: Context) -> list[tuple[int, int | None, tuple[int, ...], 
             spans.append((ps.start_s, None if last else ps.end_s, ps.program.offsets[:1],
                           "programmed"))
     if len(rows):
-        flags = rows["mode"].to_numpy() == "stopped"
+        # a stop written as the mode, or a pump that commanded nothing while its program asked
+        # for drug (no stop record needed: docs/log-format.md section 12)
+        flags = ctx.state.stopped_mode | ctx.state.commanded_none
         for a, b in flagged_runs(flags, contiguous(rows)):
             s, e = int(rows["start_s"].iat[a]), int(rows["end_s"].iat[b])
             if any(x[0] <= s + ctx.interval_s and (x[1] is None or x[1] >= e - ctx.interval_s)
                    for x in spans):
                 continue
-            ongoing = b == len(rows) - 1 and ctx.log.status.mode == "stopped"
-            spans.append((s, None if ongoing else e, offsets(rows, [a, b]), "delivery rows"))
+            how = "delivery rows" if ctx.state.stopped_mode[a:b + 1].all() else "commanded nothing"
+            # the end of the history is not a restart: still stopped unless a later program
+            # record restarts it
+            restarted = any(ps.start_s >= s and ps.program.mode != "stopped"
+                            and ps.program.source == "log" for ps in ctx.rec.program_spans
+                            if ps.start_s >= e - ctx.interval_s)
+            ongoing = b == len(rows) - 1 and not restarted
+            spans.append((s, None if ongoing else e, offsets(rows, [a, b]), how))
     return sorted(spans, key=lambda x: x[0])
 
 
@@ -86,15 +94,29 @@ def _stopped(ctx: Context, eos_t: int | None) -> list[Finding]:
         if at_eos and how != "programmed":
             s = eos_t  # the rows only show the interval it happened in
         why = ("at battery end of service" if at_eos
-               else "by a programmed stop" if how == "programmed" else "(seen in the delivery rows)")
+               else "by a programmed stop" if how == "programmed"
+               else "(seen in the delivery rows: the pump commanded no drug although its program "
+                    "asks for it, and no stop is logged)" if how == "commanded nothing"
+               else "(seen in the delivery rows)")
         state = "and was still stopped at interrogation" if e is None else f"until {fmt(e)}"
         out.append(Finding(
             "pump_stopped", "critical" if e is None else "warning", s, e,
             f"The pump stopped {why} on {fmt(s)} {state} ({hours(dur)}). About "
             f"{(missed or 0):.0f} mcg of the previous {before:g} mcg/day was not given. "
-            "Programming a stop before MRI is not recommended (it hides a stall).",
+            + (_disagree(ctx) if e is None and how != "programmed" else "")
+            + "Programming a stop before MRI is not recommended (it hides a stall).",
             ongoing=e is None, evidence=ev, missed_mcg=missed, daily_dose_mcg=before or None,
             direction="withdrawal", details={"how": "eos" if at_eos else how,
                                              "duration_h": dur / HOUR}))
     return out
 
+
+
+def _disagree(ctx: Context) -> str:
+    """Say so when the status reports the pump delivering while the rows say it is not."""
+    st = ctx.status
+    if st.known and not st.stopped and not st.motor_stalled:
+        return ("The status reports the pump running, but no delivery is recorded since: the "
+                "sources disagree and the more dangerous reading is taken; confirm with the "
+                "programmer. ")
+    return ""

@@ -15,7 +15,7 @@ from ..timeutil import DAY, HOUR, fmt, hours
 
 
 def detect(ctx: Context) -> list[Finding]:
-    """titration_violation, concentration_mismatch, restart_full_dose."""
+    """titration_violation, dose_decrease, concentration_mismatch, restart_full_dose."""
     return _titration(ctx) + _concentration(ctx)
 
 
@@ -33,6 +33,7 @@ def _titration(ctx: Context) -> list[Finding]:
     inpatient_end = _implant_s(ctx) + (r.number("titration_checks", "inpatient_days") + 1) * DAY
     unit_ratio = r.number("titration_checks", "unit_error_ratio")
     tol = r.number("titration_checks", "dose_change_tolerance")
+    big_cut = r.number("titration_checks", "large_decrease_fraction")
     restart_h = r.number("titration", "restart_after_stop_hours")
     restart_frac = r.number("titration_checks", "restart_full_dose_fraction")
     spans = [ps for ps in ctx.rec.program_spans if ps.program.source == "log"]
@@ -81,6 +82,20 @@ def _titration(ctx: Context) -> list[Finding]:
                     missed = (old - new) * days_in_effect
                 else:
                     excess = (new - old) * days_in_effect
+            elif ratio < 1 - big_cut:
+                # a large cut: a reprogramming error or a fast wean (guideline 5.1.1.3, 5.1.1.8)
+                out.append(Finding(
+                    "dose_decrease", "warning", p.start_s, end,
+                    f"On {fmt(p.start_s)} the daily dose was cut by {100 * (1 - ratio):.0f}% in "
+                    f"one step ({old:g} to {new:g} mcg/day). A large decrease is a withdrawal "
+                    "risk: a reprogramming error, or weaning too fast (guideline 5.1.1.3 and "
+                    "5.1.1.8). Confirm the new dose was intended; watch for withdrawal signs "
+                    "(5.1.2).",
+                    ongoing=end is None, evidence=p.offsets[:1],
+                    missed_mcg=(old - new) * days_in_effect, daily_dose_mcg=old,
+                    direction="withdrawal",
+                    details={"previous_dose_mcg": old, "new_dose_mcg": new,
+                             "decrease_fraction": 1 - ratio, "override": p.override}))
             elif ratio > 1 + tol:
                 allowed = old * (1 + step_frac)
                 inpatient = p.start_s < inpatient_end

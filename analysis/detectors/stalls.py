@@ -37,14 +37,19 @@ class StallEpisode:
     missed_mcg: float = 0.0
     missed_known: bool = True
     procedure: Procedure | None = None
+    restarted_by_interrogation: bool = False
     notes: list[str] = field(default_factory=list)
 
 
 def _row_runs(ctx: Context) -> list[tuple[int, int]]:
+    """Runs of consecutive rows in which the rotor stood still for part of the row: stalled
+    seconds logged, or the rotor far short of what was commanded (a stall with no stalled
+    seconds is still a stall).  Rows that commanded nothing are stops, not stalls."""
     rows = ctx.rows
     if rows.empty:
         return []
-    stalled = rows["stalled_s"].to_numpy() > 0
+    st = ctx.state
+    stalled = st.rotor_still & ~st.commanded_none & ~st.stopped_mode
     joined = contiguous(rows)
     runs: list[list[int]] = []
     for i in np.flatnonzero(stalled).tolist():
@@ -81,7 +86,7 @@ def episodes(ctx: Context) -> list[StallEpisode]:
     used: set[int] = set()
     s_arr = rows["start_s"].to_numpy() if len(rows) else np.zeros(0)
     e_arr = rows["end_s"].to_numpy() if len(rows) else np.zeros(0)
-    st_arr = rows["stalled_s"].to_numpy() if len(rows) else np.zeros(0)
+    st_arr = ctx.state.stalled_s
     iv_arr = rows["interval_s"].to_numpy() if len(rows) else np.zeros(0)
     for a, b in _row_runs(ctx):
         start = int(e_arr[a] - st_arr[a])
@@ -110,7 +115,16 @@ def episodes(ctx: Context) -> list[StallEpisode]:
                     orphans.remove(m)
                     break
         if b == a and partial_last:
-            rotor_end = int(ep.start_s + st_arr[b])
+            # one row: the stall lies from its start (the record, else the row's end minus the
+            # stalled seconds) for stalled_s; reaching the row's end is not a recovery unless
+            # a later row shows the rotor turning (docs/log-format.md section 12)
+            stop = int(max(ep.start_s, s_arr[b]) + st_arr[b])
+            if stop < e_arr[b] - 60:
+                rotor_end = stop
+            elif b + 1 < len(rows) and joined[b + 1]:
+                rotor_end = int(e_arr[b])
+            else:
+                rotor_end = None
         ep.rotor_end_s = rotor_end
         ep.last_stalled_row_end_s = int(e_arr[b])
         ep.rows = list(range(a, b + 1))
@@ -126,45 +140,118 @@ def episodes(ctx: Context) -> list[StallEpisode]:
 
 
 def _finish(ctx: Context, eps: list[StallEpisode]) -> None:
-    rows, now, st = ctx.rows, ctx.now_s, ctx.log.status
+    rows, now, status = ctx.rows, ctx.now_s, ctx.status
     margin = ctx.rules.number("stalls", "procedure_margin_h") * HOUR
+    tol = ctx.interval_s + ctx.rules.number("stalls", "recovery_log_tolerance_h") * HOUR
     last = eps[-1] if eps else None
+    n = len(rows)
     for ep in eps:
         if ep.rotor_end_s is not None:
             ep.end_s = ep.rotor_end_s
-        elif ep.rows:  # stalled to the last row the log has
+        elif ep.rows:  # stalled to the last row of its run
+            reaches_end = ep.rows[-1] == n - 1
             rec_after = (ep.recovery is not None
                          and ep.recovery.time_s >= ep.last_stalled_row_end_s - ctx.interval_s)
-            if ep is last and st.motor_stalled and ctx.log.status_ok:
+            if reaches_end and status.motor_stalled:
                 ep.ongoing = True
             elif rec_after:
                 ep.end_s = ep.recovery.time_s
-            elif ep is last and not ctx.log.status_ok:
+                if ep.recovery.time_s >= now - tol and ep.recovery.time_s >= ep.last_stalled_row_end_s:
+                    ep.restarted_by_interrogation = _at_interrogation(ctx, ep.recovery.time_s)
+            elif reaches_end and not status.known:
                 ep.ongoing = True
                 ep.notes.append("status snapshot damaged: cannot tell if the rotor turns now")
+            elif reaches_end:
+                ep.ongoing = True
+                ep.notes.append(
+                    f"the status reports the motor running, but no delivery and no recovery is "
+                    f"recorded after {fmt(ep.last_stalled_row_end_s)}: the sources disagree and "
+                    "the more dangerous reading is taken")
             else:
-                ep.end_s = now if ep is last else ep.last_stalled_row_end_s
-                ep.notes.append("rotor restarted after the last delivery row")
+                ep.end_s = ep.last_stalled_row_end_s
+                ep.notes.append("the history after it is missing: its end is not known")
         else:  # record only
+            after = _delivering_after(ctx, ep.start_s)
             if ep.recovery is not None:
                 ep.end_s = ep.recovery.time_s
-            elif ep is last and (st.motor_stalled or not ctx.log.status_ok):
+            elif after is not None:
+                ep.end_s = after
+                ep.notes.append(f"no recovery is logged; the rows show delivery from {fmt(after)}")
+            elif ep is last:
                 ep.ongoing = True
+                if status.known and not status.motor_stalled:
+                    ep.notes.append("no recovery is logged and no delivery is recorded after it, "
+                                    "though the status reports the motor running: the sources "
+                                    "disagree and the more dangerous reading is taken")
         if ep.ongoing:
             ep.end_s = None
-        missed = 0.0
-        if ep.rows:
-            r = rows.iloc[ep.rows]
-            missed = float(np.clip(r["commanded_mcg"] - r["rotor_mcg"], 0, None).sum())
-        end_rows = ep.last_stalled_row_end_s or ep.start_s
-        tail_end = now if ep.ongoing else (ep.end_s or end_rows)
-        if tail_end > end_rows:  # beyond the rows: what the program asked for
-            missed += float(ctx.rec.prescribed_mcg.integral(max(end_rows, ep.start_s), tail_end))
-        ep.missed_mcg = missed
+        _missed(ctx, ep)
         for p in ctx.procedures:
             if p.start_s - margin <= ep.start_s <= p.end_s + margin:
                 ep.procedure = p
                 break
+    if status.motor_stalled and not any(e.ongoing for e in eps):
+        eps.append(_from_status(ctx))
+
+
+def _missed(ctx: Context, ep: StallEpisode) -> None:
+    """Drug not delivered: the rows' shortfall, then the program's dose beyond the rows."""
+    missed = 0.0
+    if ep.rows:
+        r = ctx.rows.iloc[ep.rows]
+        missed = float(np.clip(r["commanded_mcg"] - r["rotor_mcg"], 0, None).sum())
+    end_rows = ep.last_stalled_row_end_s or ep.start_s
+    tail_end = ctx.now_s if ep.ongoing else (ep.end_s or end_rows)
+    if tail_end > end_rows:  # beyond the rows: what the program asked for
+        missed += float(ctx.rec.prescribed_mcg.integral(max(end_rows, ep.start_s), tail_end))
+    ep.missed_mcg = missed
+
+
+def _at_interrogation(ctx: Context, t: int) -> bool:
+    """True if ``t`` is at this interrogation: in its programmer session, or within minutes of
+    the interrogation time (the recovery was made by the interrogation itself, as when a pump
+    left in telemetry mode resumes only when it is read)."""
+    tol = ctx.rules.number("stalls", "recovery_log_tolerance_h") * HOUR
+    if t >= ctx.now_s - 600:
+        return True
+    starts = [s.start_s for s in ctx.ep.sessions if s.start_s <= t + 60]
+    return bool(starts) and max(starts) >= ctx.now_s - tol and t >= max(starts) - 60
+
+
+def _delivering_after(ctx: Context, t: int) -> int | None:
+    """Start of the first row after ``t`` in which the rotor turned (None if none)."""
+    rows = ctx.rows
+    if rows.empty:
+        return None
+    s = rows["start_s"].to_numpy()
+    ok = ~ctx.state.not_delivering & (s >= t - 60)
+    idx = np.flatnonzero(ok)
+    return int(s[idx[0]]) if len(idx) else None
+
+
+def _from_status(ctx: Context) -> StallEpisode:
+    """A stall the pump reports now that the history does not show (damaged, missing or
+    simply not yet written): from the last time delivery was seen, to the interrogation."""
+    rows = ctx.rows
+    delivering = np.flatnonzero(~ctx.state.not_delivering) if len(rows) else np.zeros(0, int)
+    start = int(rows["end_s"].iat[int(delivering[-1])]) if len(delivering) else ctx.rec.window[0]
+    stalls_after = [m for m in ctx.ep.stalls if m.time_s >= start]
+    ep = StallEpisode(start, record=stalls_after[-1] if stalls_after else None)
+    if stalls_after:
+        ep.start_s = stalls_after[-1].time_s
+    ep.ongoing = True
+    ep.notes.append(
+        "the pump's status reports the motor STALLED now; the history does not show the stall "
+        + (f"(delivery last seen up to {fmt(start)})" if len(delivering) else
+           "(no delivery is recorded at all)")
+        + (": part of the history is missing or damaged" if ctx.rec.missing else ""))
+    _missed(ctx, ep)
+    for p in ctx.procedures:
+        margin = ctx.rules.number("stalls", "procedure_margin_h") * HOUR
+        if p.start_s - margin <= ctx.now_s and ep.start_s <= p.end_s + margin:
+            ep.procedure = p
+            break
+    return ep
 
 
 def _explain(ep: StallEpisode, dose: float, now: int, mri_max_h: float) -> str:
@@ -182,6 +269,9 @@ def _explain(ep: StallEpisode, dose: float, now: int, mri_max_h: float) -> str:
             text += (f" The rotor stayed stalled {after:.0f} h after the scan, longer than the "
                      f"delays of up to {mri_max_h:g} h reported after MRI: the motor may not "
                      "recover on its own; contact the manufacturer.")
+    if ep.restarted_by_interrogation:
+        text += (" Delivery restarted only at this interrogation: confirm with the programmer "
+                 "that the motor runs, and interrogate again.")
     if ep.notes:
         text += " Note: " + "; ".join(ep.notes) + "."
     return text
@@ -208,7 +298,9 @@ def detect(ctx: Context) -> list[Finding]:
             latency = (ep.end_s - ep.procedure.end_s) / HOUR
         details = {"cause": "procedure" if ep.procedure else "spontaneous",
                    "procedure": ep.procedure.kind if ep.procedure else None,
-                   "recovery_latency_h": latency, "notes": list(ep.notes)}
+                   "recovery_latency_h": latency, "notes": list(ep.notes),
+                   "restarted_by_interrogation": ep.restarted_by_interrogation,
+                   "logged": ep.record is not None}
         out.append(Finding(
             "motor_stall", "critical" if ep.ongoing else "warning", ep.start_s, ep.end_s,
             _explain(ep, dose, now, r.number("stalls", "expected_mri_recovery_h")),

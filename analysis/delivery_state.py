@@ -1,0 +1,130 @@
+"""Is the pump delivering? One reading of every piece of evidence, per delivery row and now.
+
+A log says whether drug is flowing in three independent ways (docs/log-format.md section 12):
+
+- **history**: each delivery row's commanded and rotor-confirmed volume, stalled seconds,
+  reservoir estimate and mode;
+- **logged**: motor-stall and recovery records, prescription records (a programmed stop),
+  alarm records;
+- **status**: what the pump reports about itself at interrogation (motor state, active
+  alarms, reservoir, mode, battery).
+
+The detectors do not hunt for one record: they read this state.  A row is *not delivering*
+when any of its own fields says so (the rotor still, nothing commanded while the program asks
+for drug, an empty reservoir), whatever the records say; the status is read as the state
+*now*.  Where sources disagree the caller reports it and the more dangerous reading decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from parsers import InterrogationLog
+
+from .rules import Rules
+
+#: Status alarms that mean the pump may not be delivering (docs/log-format.md section 12).
+CRITICAL_ALARMS: tuple[str, ...] = ("motor_stall", "empty_reservoir", "eos")
+
+
+@dataclass(frozen=True)
+class RowState:
+    """Per delivery row (same order as ``Reconstruction.rows``), what its fields say."""
+
+    rotor_still: np.ndarray  # the rotor did not turn for part of the row (stalled_s, or short of commanded)
+    stalled_s: np.ndarray  # seconds without rotation: stalled_s, or estimated from the rotor shortfall
+    commanded_none: np.ndarray  # the pump commanded (almost) nothing while the program asks for drug
+    stopped_mode: np.ndarray  # the row's mode is ``stopped``
+    empty: np.ndarray  # the reservoir estimate is at or below the empty level
+    interval_s: np.ndarray  # each row's length (s)
+
+    @property
+    def not_delivering(self) -> np.ndarray:
+        """Rows in which, by their own fields, drug did not flow for most of the row."""
+        return self.commanded_none | self.stopped_mode | self.empty | self.mostly_still
+
+    @property
+    def mostly_still(self) -> np.ndarray:
+        """Rows in which the rotor stood still for at least half the row."""
+        return self.rotor_still & (self.stalled_s >= 0.5 * self.interval_s)
+
+
+def row_state(rows: pd.DataFrame, rules: Rules) -> RowState:
+    """Read each delivery row on its own (no records, no status)."""
+    n = len(rows)
+    if n == 0:
+        z = np.zeros(0, dtype=bool)
+        return RowState(z, np.zeros(0), z, z, z, np.zeros(0))
+    frac = rules.number("delivery", "rotor_still_fraction")
+    none_frac = rules.number("delivery", "commanded_none_fraction")
+    min_ml = rules.number("delivery", "min_excess_ml")
+    empty_ml = rules.number("pump", "empty_reservoir_ml")
+    iv = rows["interval_s"].to_numpy(dtype=float)
+    cmd = rows["commanded_ml"].to_numpy(dtype=float)
+    rot = rows["rotor_ml"].to_numpy(dtype=float)
+    presc = rows["prescribed_ml"].to_numpy(dtype=float) if "prescribed_ml" in rows else cmd
+    logged = rows["stalled_s"].to_numpy(dtype=float)
+    mode = rows["mode"].astype(str).to_numpy()
+    stopped_mode = mode == "stopped"
+    # the rotor short of what was commanded by more than the stroke rounding, far enough to be
+    # more than inaccuracy: a stall the row's stalled_s may not carry
+    short = (cmd > min_ml) & (rot < (1.0 - frac) * cmd) & (cmd - rot > min_ml)
+    est = np.where(short, iv * np.clip(1.0 - rot / np.where(cmd > 0, cmd, 1.0), 0.0, 1.0), 0.0)
+    stalled = np.maximum(logged, est)
+    rotor_still = (logged > 0) | short
+    asks = (presc > min_ml) & ~stopped_mode
+    commanded_none = asks & (cmd < none_frac * presc) & (presc - cmd > min_ml)
+    empty = rows["reservoir_ml"].to_numpy(dtype=float) <= empty_ml
+    return RowState(rotor_still, stalled, commanded_none, stopped_mode, empty, iv)
+
+
+@dataclass(frozen=True)
+class StatusNow:
+    """What the pump reports about itself at interrogation (``known`` False: status damaged)."""
+
+    known: bool
+    motor_stalled: bool
+    stopped: bool
+    battery_eos: bool
+    reservoir_empty: bool
+    alarms: tuple[str, ...]
+
+    @property
+    def critical_alarms(self) -> tuple[str, ...]:
+        """Active alarms that say the pump may not be delivering."""
+        return tuple(a for a in self.alarms if a in CRITICAL_ALARMS)
+
+    def not_delivering(self) -> list[str]:
+        """Why the status says no drug is flowing now (empty if it does not say so)."""
+        if not self.known:
+            return []
+        out = []
+        if self.motor_stalled:
+            out.append("the pump reports its motor STALLED now")
+        if self.battery_eos:
+            out.append("the pump reports its battery at end of service")
+        elif self.stopped:
+            out.append("the pump reports it is STOPPED now")
+        if self.reservoir_empty:
+            out.append("the pump reports its reservoir EMPTY now")
+        return out
+
+
+def status_now(log: InterrogationLog, rules: Rules) -> StatusNow:
+    """The status snapshot read as the state at interrogation."""
+    st = log.status
+    if not log.status_ok:
+        return StatusNow(False, False, False, False, False, ())
+    empty_ml = rules.number("pump", "empty_reservoir_ml")
+    alarms = tuple(str(a) for a in st.active_alarms)
+    return StatusNow(
+        known=True,
+        motor_stalled=bool(st.motor_stalled),
+        stopped=st.mode == "stopped",
+        battery_eos=st.battery_state == "eos",
+        reservoir_empty=float(st.reservoir_ml) <= empty_ml,
+        alarms=alarms,
+    )
