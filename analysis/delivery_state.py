@@ -27,7 +27,8 @@ from parsers import InterrogationLog
 from .rules import Rules
 
 #: Status alarms that mean the pump may not be delivering (docs/log-format.md section 12).
-CRITICAL_ALARMS: tuple[str, ...] = ("motor_stall", "empty_reservoir", "eos")
+CRITICAL_ALARMS: tuple[str, ...] = ("motor_stall", "empty_reservoir", "eos", "low_battery_reset",
+                                     "memory_error")
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def row_state(rows: pd.DataFrame, rules: Rules) -> RowState:
     stopped_mode = mode == "stopped"
     # the rotor short of what was commanded by more than the stroke rounding, far enough to be
     # more than inaccuracy: a stall the row's stalled_s may not carry
-    short = (cmd > min_ml) & (rot < (1.0 - frac) * cmd) & (cmd - rot > min_ml)
+    short = (cmd > min_ml) & (rot < frac * cmd) & (cmd - rot > min_ml)
     est = np.where(short, iv * np.clip(1.0 - rot / np.where(cmd > 0, cmd, 1.0), 0.0, 1.0), 0.0)
     stalled = np.maximum(logged, est)
     rotor_still = (logged > 0) | short

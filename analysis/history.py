@@ -412,13 +412,16 @@ def _refills(b: _Basis) -> pd.DataFrame:
             used, src = start_res[1] - rf.expected_residual_ml, "history_start"
         else:
             used, src = np.nan, None
-        diff = rf.measured_residual_ml - rf.expected_residual_ml
+        measured = rf.measured_residual_ml
+        if measured > b.log.header.model_ml:  # not measured (docs/log-format.md 12.8)
+            measured = np.nan
+        diff = measured - rf.expected_residual_ml
         tol = max(limit, acc * used) if used == used and used > 0 else limit
         cols["time_utc"].append(rf.time_s)
         cols["days_since_previous"].append((rf.time_s - prev.time_s) / DAY if prev else np.nan)
         cols["volume_added_ml"].append(rf.volume_added_ml)
         cols["expected_residual_ml"].append(rf.expected_residual_ml)
-        cols["measured_residual_ml"].append(rf.measured_residual_ml)
+        cols["measured_residual_ml"].append(measured)
         cols["discrepancy_ml"].append(diff)
         cols["used_ml"].append(used)
         cols["used_from"].append(src)

@@ -127,8 +127,9 @@ def grade(f: Finding, ctx: Context) -> tuple[str, str]:
         return ("moderate" if soon else "low"), "none"
     if k in ("unexpected_bolus", "ptm_over_limit"):
         return "none", _share_level(f.excess_share, recent, r, floor="low")
-    if k == "over_delivery":
-        return "none", _share_level(exc, recent, r)
+    if k == "over_delivery":  # in or after a procedure: at least low (issue: diathermy heating)
+        floor = "low" if f.details.get("procedure") else "none"
+        return "none", _share_level(exc, recent, r, floor=floor)
     if k == "titration_violation":
         if f.details.get("unit_error"):
             lvl = "high" if recent else "low"

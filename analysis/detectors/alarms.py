@@ -17,12 +17,14 @@ _EXPLAINED_BY = {
     "motor_stall": ("stall_ongoing", "stall_recovery_unlogged"),
     "empty_reservoir": ("empty_reservoir",),
     "eos": ("battery_eos",),
+    "low_battery_reset": ("pump_stopped",),
     "memory_error": (),
 }
 _WHAT = {
     "motor_stall": "motor-stall",
     "empty_reservoir": "empty-reservoir",
     "eos": "battery end-of-service",
+    "low_battery_reset": "low-battery-reset",
     "memory_error": "memory-error",
 }
 

@@ -57,16 +57,21 @@ def _titration(ctx: Context) -> list[Finding]:
         if after_stop and prev is not None and prev.daily_dose_mcg > 0:
             old = prev.daily_dose_mcg
             if new >= restart_frac * old:
+                above = (f" {new:g} mcg/day is also above the {max_dose:g} mcg/day upper limit "
+                         "(reached only in significant dystonia, guideline 4.1.5)."
+                         if new > max_dose else "")
                 out.append(Finding(
                     "restart_full_dose", "critical", p.start_s, end,
                     f"On {fmt(p.start_s)} the pump was restarted at {new:g} mcg/day after being "
                     f"stopped for {hours(p.start_s - stop_start)} (since {fmt(stop_start)}); "
                     f"before the stop it gave {old:g} mcg/day. After a day or more without "
                     "baclofen, tolerance falls: restarting at the full dose risks overdose. "
-                    "Restart lower and re-titrate.",
+                    "Restart lower and re-titrate." + above,
                     ongoing=end is None, evidence=p.offsets[:1], daily_dose_mcg=new,
                     direction="overdose", details={"stop_h": (p.start_s - stop_start) / HOUR,
-                                                   "previous_dose_mcg": old}))
+                                                   "previous_dose_mcg": old, "new_dose_mcg": new,
+                                                   "above_max": new > max_dose,
+                                                   "max_dose_mcg": max_dose}))
             prev, last_increase, stop_start = p, None, None
             continue
         stop_start = None
@@ -125,6 +130,7 @@ def _titration(ctx: Context) -> list[Finding]:
                 daily_dose_mcg=(prev.daily_dose_mcg if prev else new) or None,
                 direction=direction, details={"override": p.override, "new_dose_mcg": new,
                                               "above_max": new > max_dose,
+                                              "max_dose_mcg": max_dose,
                                               "unit_error": severity == "critical",
                                               "previous_dose_mcg": prev.daily_dose_mcg if prev else None}))
         prev = p

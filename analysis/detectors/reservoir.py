@@ -40,6 +40,9 @@ def _refill_discrepancies(ctx: Context) -> list[Finding]:
     out = []
     prev = None
     for rf in sorted(ctx.ep.refills, key=lambda x: x.time_s):
+        if rf.measured_residual_ml > ctx.log.header.model_ml:  # not measured (log-format 12.8)
+            prev = rf
+            continue
         used = prev.reservoir_ml - rf.expected_residual_ml if prev is not None else None
         tol = max(limit, acc * used) if used is not None and used > 0 else limit
         diff = rf.measured_residual_ml - rf.expected_residual_ml

@@ -312,7 +312,8 @@ def detect(ctx: Context) -> list[Finding]:
                 "stall_ongoing", "critical", ep.start_s, None,
                 f"The rotor has been stalled since {fmt(ep.start_s)} and was still stalled at "
                 f"interrogation ({hours(now - ep.start_s)}): the pump is not delivering baclofen. "
-                "Withdrawal is likely unless the stall is resolved.",
+                "Withdrawal is likely unless the stall is resolved."
+                + (" Note: " + "; ".join(ep.notes) + "." if ep.notes else ""),
                 ongoing=True, evidence=ev, missed_mcg=ep.missed_mcg, daily_dose_mcg=dose or None,
                 direction="withdrawal", details=details))
         dur_h = ((ep.end_s if ep.end_s is not None else now) - ep.start_s) / HOUR
