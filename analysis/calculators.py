@@ -229,7 +229,7 @@ def oral_baclofen(weight_kg: float | None, rules: Rules | None = None) -> Calcul
         "under": (float(g("under_stat_mg")), float(g("under_max_mg_day"))),
         "over": (float(g("over_stat_mg")), float(g("over_max_mg_day"))),
     }
-    tail = "Give it even though the pump may still be delivering."
+    tail = "Oral doses are given even though the pump may also be delivering a dose (5.1.4.1c)."
     if weight_kg is None:
         (us, um), (os_, om) = regimens["under"], regimens["over"]
         text = (

@@ -35,6 +35,8 @@ from .timeutil import HOUR, display_zone, to_seconds
 VERDICTS = ("OK", "REVIEW", "URGENT")
 NOT_DELIVERING = ("stall_ongoing", "pump_stopped", "battery_eos", "empty_reservoir")
 SCHEMA = "itb-check/1"
+PUMP_RECORD_ONLY = ("OK is the pump's record only: the pump delivered as programmed, but telemetry "
+                    "cannot show a catheter kink, leak or disconnection. Act on the child's signs.")
 _EVENT_TEXT = {
     "motor_stall": "motor stall logged",
     "motor_stall_recovery": "motor stall recovery logged",
@@ -115,7 +117,8 @@ class CheckResult:
                 k: {
                     "level": r.level,
                     "reasons": list(r.reasons),
-                    "actions": [{"section": x.section, "text": x.text} for x in r.actions],
+                    "actions": [{"section": x.section, "text": x.text, "condition": x.condition}
+                                for x in r.actions],
                 }
                 for k, r in a.risks.items()
             },
@@ -226,6 +229,8 @@ def check(
         reasons_review += _finding_reasons(f, a, proc, now_s, lookback, fmt_time)
     verdict = "URGENT" if reasons_urgent else "REVIEW" if reasons_review else "OK"
     summary = _summary(a, proc, now_s, daily, missed, excess, fmt_time, covered, stalled_now, status_says)
+    if verdict == "OK":
+        summary.append(PUMP_RECORD_ONLY)
     return CheckResult(
         verdict=verdict,
         reasons=_unique(reasons_urgent + reasons_review),
@@ -545,8 +550,8 @@ def _summary(
     explained = any(f.direction in ("withdrawal", "overdose", "both") and _overlaps(f, proc.start_s, now_s)
                     for f in a.findings)
     if missed < 1 and excess < 1 and not explained and not stalled_now:
-        lines.append(f"Delivery from the start of {name} {until} was as programmed, within the "
-                     "pump's labeled accuracy.")
+        lines.append(f"From the start of {name} {until} the pump delivered as programmed, within "
+                     "its labeled accuracy.")
     return lines
 
 

@@ -32,10 +32,17 @@ def level_max(levels: Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class Action:
-    """One guideline action with its section number."""
+    """One guideline action with its section number, in the guideline's words, and the
+    guideline's own condition for it (empty when it applies as soon as the risk is shown)."""
 
     section: str
-    text: str
+    wording: str
+    condition: str = ""
+
+    @property
+    def text(self) -> str:
+        """The action as printed: its condition first, then the guideline's words."""
+        return f"{self.condition}: {self.wording}" if self.condition else self.wording
 
     def __str__(self) -> str:
         return f"[{self.section}] {self.text}"
@@ -54,7 +61,8 @@ class Risk:
     def to_dict(self) -> dict:
         """Plain dict."""
         return {"kind": self.kind, "level": self.level, "reasons": list(self.reasons),
-                "actions": [{"section": a.section, "text": a.text} for a in self.actions],
+                "actions": [{"section": a.section, "text": a.text, "condition": a.condition}
+                            for a in self.actions],
                 "finding_kinds": list(self.finding_kinds)}
 
 
@@ -200,54 +208,98 @@ def _oral_baclofen(r: Rules, weight_kg: float | None) -> str:
     return oral_baclofen(weight_kg, r).text
 
 
+WITHDRAWAL_SIGNS = ("increase in spasms and muscle tone, pain, pruritus, sweating and flushing, "
+                    "fever, restlessness/agitation or change in cognitive status, "
+                    "hallucinations/delirium/delusions/paranoia, poor sleep (unable to settle at "
+                    "night), tachycardia, BP increased or decreased")
+OVERDOSE_SIGNS = ("dizziness, drowsiness/delirium and confusion (can lead to coma), hypotonia, "
+                  "reduced respiratory rate (can lead to apnoea), bradycardia/tachycardia, "
+                  "seizures, BP instability")
+_IF_WITHDRAWAL = "If there is no obvious differential and the child has continuing symptoms, on medical order"
+_IF_OVERDOSE = "If the child shows signs of overdose (5.2.2), on medical decision"
+
+
 def withdrawal_actions(r: Rules, weight_kg: float | None) -> tuple[Action, ...]:
-    """Guideline 5.1.3-5.1.4 with the numbers from the rules file."""
+    """Guideline 5.1.2-5.1.4 in its own words and with its own conditions; numbers from the
+    rules file.  Medical treatment (5.1.4) is only for a child with continuing symptoms and
+    no obvious differential, on medical order: never for a well child."""
     c = lambda k: r.get("contacts", k)  # noqa: E731
     adj = lambda k: r.get("withdrawal_adjuncts", k)  # noqa: E731
     dz, dzi = adj("diazepam_mg"), adj("diazepam_interval_h")
     return (
-        Action("5.1", "Baclofen withdrawal is a medical emergency; symptoms evolve over 1-3 "
-                      "days (more spasms and tone, pruritus, fever, sweating, agitation, "
-                      "tachycardia, BP change)."),
-        Action("5.1.3.1", f"Call the Kids Rehab CNC ({c('kids_rehab_cnc')}) or Fellow on call "
-                          f"({c('kids_rehab_fellow')}); after hours the Kids Rehab physician on "
-                          "call via switchboard."),
-        Action("5.1.3.3", "DO NOT perform a lumbar puncture: it can damage the catheter."),
-        Action("5.1.3.5", "Look for other causes: swelling, redness or tenderness over the pump "
-                          "or the lumbar wound, pain triggers, infection, allergic reaction."),
-        Action("5.1.3.6", "X-ray the pump and the whole catheter to its tip (AP and lateral/"
-                          "oblique views of the pump, upper thoracic/cervical spine)."),
-        Action("5.1.4.1", _oral_baclofen(r, weight_kg)),
+        Action("5.1", "Baclofen withdrawal is a medical emergency; symptoms usually evolve over "
+                      "a 1-3 day period."),
+        Action("5.1.2", f"Signs of withdrawal can include: {WITHDRAWAL_SIGNS}."),
+        Action("5.1.3.1", f"Call the Kids Rehab CNC ({c('kids_rehab_cnc')}) or the Kids Rehab "
+                          f"Fellow on call ({c('kids_rehab_fellow')}); outside work hours the Kids "
+                          "Rehab physician on call via switchboard."),
+        Action("5.1.3.2", "Initial management is instigated by the emergency physicians in ED; "
+                          "call Kids Rehab once the child has been initially assessed.",
+               "If the child has signs of withdrawal"),
+        Action("5.1.3.3", "DO NOT PERFORM A LUMBAR PUNCTURE: there is a risk that the catheter "
+                          "will be damaged."),
+        Action("5.1.3.4", "Kids Rehab may ask for: whether the child is sweating and has high or "
+                          "low tone; medicines already given (oral baclofen, diazepam); the date "
+                          "of the last refill, implantation or change of dose; a recent MRI."),
+        Action("5.1.3.5", "Look for a differential diagnosis: swelling, redness or tenderness "
+                          "over the pump site or the laminectomy scar; pain triggers; infection; "
+                          "allergic reaction.", "If the child has signs of withdrawal"),
+        Action("5.1.3.6", "X-ray the pump and the whole catheter to its tip (AP view of the pump "
+                          "and spine, lateral/oblique view of the pump, upper thoracic/cervical "
+                          "spine).", "If the child has signs of withdrawal"),
+        Action("5.1.4.1", _oral_baclofen(r, weight_kg), _IF_WITHDRAWAL),
         Action("5.1.4.2", f"Cyproheptadine {adj('cyproheptadine_mg')} mg orally "
-                          f"{adj('cyproheptadine_interval_h')}-hourly for pruritus, up to "
-                          f"{adj('cyproheptadine_max_mg')} mg {adj('cyproheptadine_interval_h')}-hourly."),
-        Action("5.1.4.3", f"Diazepam {dz[0]}-{dz[-1]} mg every {dzi[0]}-{dzi[-1]} h as required "
-                          "for spasms, agitation and anxiety."),
-        Action("5.1.4.4", "Signs of dystonic status: consider IV medication in PICU; escalate to "
-                          "the PICU registrar/fellow; ensure hydration."),
+                          f"{adj('cyproheptadine_interval_h')}-hourly initially for pruritus; up to "
+                          f"{adj('cyproheptadine_max_mg')} mg {adj('cyproheptadine_interval_h')}-hourly "
+                          "depending on effects (e.g. drowsiness).", _IF_WITHDRAWAL),
+        Action("5.1.4.3", f"Diazepam {dz[0]}-{dz[-1]} mg every {dzi[0]}-{dzi[-1]} hours as "
+                          "required for spasms, agitation and anxiety.", _IF_WITHDRAWAL),
+        Action("5.1.4.4", "IV medication may need to be considered, generally in PICU.",
+               "If symptoms continue that resemble dystonic status"),
+        Action("5.1.4.5", "Escalation plan: call the PICU registrar/fellow on call.", _IF_WITHDRAWAL),
+        Action("5.1.4.6", "Ensure adequate hydration; may require IV fluids.", _IF_WITHDRAWAL),
     )
 
 
 def overdose_actions(r: Rules) -> tuple[Action, ...]:
-    """Guideline 5.2.3-5.2.4."""
+    """Guideline 5.2-5.2.4 in its own words.  The medical management of 5.2.4 (stopping the
+    drug, removing it from the reservoir, ventilation) is for a child who shows signs of
+    overdose, on medical decision: stopping the pump causes withdrawal (5.1)."""
     c = lambda k: r.get("contacts", k)  # noqa: E731
     return (
-        Action("5.2", "There is no antidote. Signs: drowsiness to coma, dizziness, hypotonia, "
-                      "slow breathing to apnoea, brady- or tachycardia, seizures, BP instability."),
-        Action("5.2.3.1", f"Call the Kids Rehab CNC ({c('kids_rehab_cnc')}) or Fellow on call "
-                          f"({c('kids_rehab_fellow')}); call the Kids Rehab physician on call as "
-                          "soon as the child is assessed in ED."),
-        Action("5.2.3.3", f"Poisons Information Centre: {c('poisons_information')}."),
-        Action("5.2.3.4", "Exclude sepsis, electrolyte imbalance or hypoglycaemia, an "
-                          "intracranial event, seizures, and enteral drug overdose; FBC, CRP, ESR, "
-                          "CK, EUC, LFTs, blood cultures, glucose; consider drug levels."),
-        Action("5.2.3.6", "Consider neuroimaging. DO NOT perform a lumbar puncture."),
-        Action("5.2.4.1", "Supportive care; stop further drug administration (program the pump "
-                          "to stop) and reduce the drug in the CSF."),
-        Action("5.2.4.4", "Remove the residual solution from the pump reservoir and catheter."),
-        Action("5.2.4.5", "Intubate and ventilate for respiratory depression until the drug is "
-                          "eliminated; support cardiovascular function; give IV diazepam "
-                          "cautiously for convulsions."),
+        Action("5.2", "Overdose may occur insidiously or suddenly. There is no specific antidote."),
+        Action("5.2.2", f"Signs of overdose can include: {OVERDOSE_SIGNS}."),
+        Action("5.2.3.1", f"Call the Kids Rehab CNC ({c('kids_rehab_cnc')}) or the Kids Rehab "
+                          f"Fellow on call ({c('kids_rehab_fellow')}); outside work hours the Kids "
+                          "Rehab physician on call via switchboard."),
+        Action("5.2.3.2", "Initial management is instigated by the emergency physicians in ED; "
+                          "call the Kids Rehab physician on call as soon as the child has been "
+                          "initially assessed.", "If the child has signs of overdose"),
+        Action("5.2.3.3", f"Poisons Information Centre: {c('poisons_information')}, for advice.",
+               "If the child has signs of overdose"),
+        Action("5.2.3.4", "Exclude differential diagnoses: sepsis; electrolyte imbalance or "
+                          "hypoglycaemia; intracranial event; seizures or non-convulsive status; "
+                          "overdose of enteral medication.", "If the child has signs of overdose"),
+        Action("5.2.3.5", "Initial investigations: FBC, CRP, ESR, CK, EUC, LFTs, blood cultures, "
+                          "glucose; consider drug levels (anticonvulsants, benzodiazepines); MSU, "
+                          "CXR, throat swab, NPA.", "If the child has signs of overdose"),
+        Action("5.2.3.6", "Consider neuroimaging. DO NOT PERFORM A LUMBAR PUNCTURE: there is a "
+                          "risk that the catheter will be damaged.",
+               "If the child has signs of overdose"),
+        Action("5.2.3.7", "Kids Rehab may ask for: pulse, BP, saturations, temperature, level of "
+                          "alertness (GCS or AVPU); a general assessment of tone; other "
+                          "medications given; the date of the last refill, implantation or "
+                          "change of dose."),
+        Action("5.2.4.1", "Supportive care of the patient.", _IF_OVERDOSE),
+        Action("5.2.4.2", "Stop further drug administration.", _IF_OVERDOSE),
+        Action("5.2.4.3", "Reduce concentration and total amount of drug in the CSF.", _IF_OVERDOSE),
+        Action("5.2.4.4", "Can be considered: residual baclofen solution removed from the pump "
+                          "reservoir and catheter.", _IF_OVERDOSE),
+        Action("5.2.4.5", "Can be considered: patients with respiratory depression intubated "
+                          "and ventilated, if necessary, until the drug is eliminated.", _IF_OVERDOSE),
+        Action("5.2.4.6", "Can be considered: cardiovascular function supported.", _IF_OVERDOSE),
+        Action("5.2.4.7", "Can be considered: in the event of convulsions, intravenous diazepam "
+                          "administered cautiously.", _IF_OVERDOSE),
     )
 
 

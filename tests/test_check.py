@@ -179,8 +179,10 @@ def test_normal_year_with_an_mri_near_the_end_is_ok():
     now = interrogated("normal_year")
     r = check(_log("normal_year"), "mri", now - 3 * H, now - 4 * H)
     assert r.verdict == "OK" and r.reasons == []
-    assert r.summary[0] == "No motor stall was found during or after the MRI (records, delivery history and status)."
-    assert "was as programmed, within the pump's labeled accuracy" in r.summary[-1]
+    assert r.summary[0] == ("No motor stall was found during or after the MRI (records, delivery history "
+                            "and status).")
+    assert "the pump delivered as programmed, within its labeled accuracy" in r.summary[-2]
+    assert r.summary[-1].startswith("OK is the pump's record only") and "child's signs" in r.summary[-1]
     assert r.missed_mcg < 1 and r.excess_mcg < 1
     assert r.notes == []
 
@@ -249,7 +251,7 @@ def test_diathermy_has_no_waiting_time():
 
 def test_a_procedure_ending_after_the_interrogation_is_refused():
     now = interrogated("normal_year")
-    with pytest.raises(CheckInputError, match="after the pump was interrogated.*right log, or the right date"):
+    with pytest.raises(CheckInputError, match=r"after the pump was interrogated.*right log, or the right"):
         check(_log("normal_year"), "mri", now + H, now - H)
 
 
@@ -481,8 +483,8 @@ def test_text_output_has_verdict_summary_risks_actions_limits_and_disclaimer(cap
     assert "No drug is being delivered now." in out
     assert "WITHDRAWAL RISK: HIGH" in out and "OVERDOSE RISK: NONE" in out
     assert "What the guideline says:" in out
-    assert "    [5.1.3.3] DO NOT perform a lumbar puncture" in out
-    assert "    [5.1.4.1] Oral baclofen for 35 kg: 20 mg stat then every 4-6 h, maximum 120 mg/day." in out
+    assert "    [5.1.3.3] DO NOT PERFORM A LUMBAR PUNCTURE" in out
+    assert "on medical order: Oral baclofen for 35 kg: 20 mg stat then every 4-6 h, maximum 120 mg/day." in out
     assert "EVIDENCE FROM THE LOG" in out
     assert "WHAT THE PUMP'S TELEMETRY CANNOT SHOW" in out and "Catheter kink or occlusion" in out
     assert out.rstrip().endswith(
@@ -493,9 +495,11 @@ def test_text_output_has_verdict_summary_risks_actions_limits_and_disclaimer(cap
 
 def test_text_output_oral_dose_follows_the_weight(capsys):
     _, out, _ = run_cli(capsys, *DELAYED_SYDNEY, "--weight-kg", "29.9")
-    assert "[5.1.4.1] Oral baclofen for 29.9 kg: 10 mg stat then every 4-6 h, maximum 60 mg/day." in out
+    assert ("[5.1.4.1] If there is no obvious differential and the child has continuing symptoms, on "
+            "medical order: Oral baclofen for 29.9 kg: 10 mg stat then every 4-6 h, maximum 60 "
+            "mg/day.") in out
     _, out, _ = run_cli(capsys, *DELAYED_SYDNEY)
-    assert "[5.1.4.1] Oral baclofen: under 30 kg 10 mg stat" in out and "(weight not given)" in out
+    assert "on medical order: Oral baclofen: under 30 kg 10 mg stat" in out and "(weight not given)" in out
 
 
 def test_sydney_local_time_is_read_and_shown_in_aedt(capsys):

@@ -44,7 +44,7 @@ def _kinds(r) -> list[str]:
 
 
 def _says_as_programmed(r) -> bool:
-    return any("as programmed" in s or "matches the prescription" in s for s in r.summary)
+    return any("delivered as programmed" in s or "matches the prescription" in s for s in r.summary)
 
 
 # 1. no delivery after an MRI, no stall record -----------------------------------------------
