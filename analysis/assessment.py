@@ -14,6 +14,7 @@ import pandas as pd
 from parsers import InterrogationLog, read_log
 
 from .context import Context, Procedure, coerce_procedures
+from .delivery_state import delivery_spans
 from .detectors import ALL, alarms
 from .findings import Finding, findings_frame
 from .pk import PkParameters, csf_estimate
@@ -56,6 +57,7 @@ class Assessment:
     rows: pd.DataFrame | None = field(default=None, repr=False)  # delivery rows, enriched
     status_now: Any = field(default=None, repr=False)  # delivery_state.StatusNow
     prescribed_mcg: Any = field(default=None, repr=False)  # piecewise.Piecewise: drug prescribed over time
+    delivery_state: pd.DataFrame | None = None  # delivery_state.delivery_spans: state over time, by source
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -233,5 +235,7 @@ def analyse(log: InterrogationLog | str | Path,
         interrogated_at=stamp(ctx.now_s), window=(stamp(rec.window[0]), stamp(rec.window[1])),
         procedures=procs, weight_kg=weight_kg, rules_source=r.source, rules=r,
         rows=rec.rows, status_now=ctx.status, prescribed_mcg=rec.prescribed_mcg,
+        delivery_state=delivery_spans(findings, rec.window, ctx.status,
+                                      [(s.start_s, s.end_s) for s in (*rec.missing, *rec.uncertain)]),
         details={"now_s": ctx.now_s, "window_s": rec.window, "problems": [str(p) for p in log.problems]},
     )

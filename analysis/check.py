@@ -139,12 +139,29 @@ class CheckResult:
                 }
                 for f in a.findings
             ],
+            "delivery_state": self._delivery_state(iso),
             "evidence": [{"time": iso(e.time_s), "text": e.text, "offset": e.offset} for e in self.evidence],
             "cannot_show": list(a.limitations),
             "weight_kg": self.weight_kg,
             "timezone": str(zone),
             "disclaimer": a.disclaimer,
         }
+
+
+    def _delivery_state(self, iso: Any) -> list[dict[str, Any]]:
+        """The delivery-state spans that touch the procedure window (from an hour before it)."""
+        df = self.assessment.delivery_state
+        if df is None or df.empty:
+            return []
+        lo = self.procedure.start_s - HOUR
+        out = []
+        for r in df.itertuples(index=False):
+            a, b = int(r.start_utc.timestamp()), int(r.end_utc.timestamp())
+            if b >= lo:
+                out.append({"start": iso(max(a, lo) if r.state == "delivering" else a), "end": iso(b),
+                            "state": r.state, "source": r.source, "finding": r.finding or None,
+                            "note": r.note or None})
+        return out
 
 
 def _round(x: float | None, nd: int = 1) -> float | None:

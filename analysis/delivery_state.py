@@ -129,3 +129,61 @@ def status_now(log: InterrogationLog, rules: Rules) -> StatusNow:
         reservoir_empty=float(st.reservoir_ml) <= empty_ml,
         alarms=alarms,
     )
+
+
+#: Columns of :func:`delivery_spans`.
+SPAN_COLUMNS = ("start_utc", "end_utc", "state", "source", "finding", "note")
+
+
+def _source(kind: str, details: dict) -> str:
+    notes = " ".join(str(x) for x in details.get("notes", ()))
+    if kind in ("motor_stall", "stall_ongoing"):
+        if "status reports the motor STALLED" in notes:
+            return "status"
+        return "logged" if details.get("logged") else "history"
+    if kind == "pump_stopped":
+        return "logged" if details.get("how") in ("programmed", "eos") else "history"
+    if kind in ("battery_eos", "refill_over_infusion"):
+        return "logged"
+    return "history"
+
+
+def delivery_spans(findings: list, window: tuple[int, int], status: StatusNow,
+                   unknown: list[tuple[int, int]]) -> pd.DataFrame:
+    """The delivery state over the analysed window, one row per span, each with the source
+    that shows it: ``not_delivering`` (stall, stop, empty reservoir, drug that never reached
+    the reservoir), ``over_delivering``, ``unknown`` (history missing or clock untrusted) and
+    ``delivering`` for the rest.  Sources: ``logged`` (records), ``history`` (delivery rows),
+    ``status`` (what the pump reports now), ``none``.  A not-delivering span still open at
+    interrogation while the status reports the pump running carries a note that they
+    disagree.  Spans may overlap (a stall inside an unknown span); ``delivering`` fills only
+    what no other span covers."""
+    w0, w1 = window
+    rows: list[tuple] = []
+    for f in findings:
+        if f.start_s is None:
+            continue
+        end = f.end_s if f.end_s is not None else w1
+        drug_missing = f.kind == "refill_over_infusion" and f.details.get("drug_missing")
+        if f.kind in ("motor_stall", "pump_stopped", "empty_reservoir", "battery_eos") or drug_missing:
+            note = ""
+            if f.end_s is None and status.known and not status.not_delivering():
+                note = "the status reports the pump running now: the sources disagree"
+            rows.append((f.start_s, end, "not_delivering", _source(f.kind, f.details), f.kind, note))
+        elif f.kind == "over_delivery":
+            rows.append((f.start_s, end, "over_delivering", "history", f.kind, ""))
+    rows += [(a, b, "unknown", "none", "history_gap", "history missing, damaged or clock untrusted")
+             for a, b in unknown]
+    covered = sorted((r[0], r[1]) for r in rows)
+    t = w0
+    for a, b in covered:
+        if a > t:
+            rows.append((t, a, "delivering", "history", "", ""))
+        t = max(t, b)
+    if t < w1:
+        rows.append((t, w1, "delivering", "history", "", ""))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    df = pd.DataFrame(rows, columns=list(SPAN_COLUMNS))
+    for c in ("start_utc", "end_utc"):
+        df[c] = pd.to_datetime(df[c].astype("int64"), unit="s", utc=True)
+    return df
