@@ -241,6 +241,13 @@ def check(
         if assumed_start
         else []
     )
+    if kind == "diathermy":
+        cm = float(rules.get("procedures", "diathermy_min_distance_cm"))
+        notes.append(
+            f"guideline: monopolar (short-wave) diathermy should not be used within {cm:g} cm of the "
+            "pump (heating can change delivery and cause overdose); bipolar cautery is the "
+            "alternative. Ask which diathermy was used, and how close to the pump."
+        )
     lookback = float(rules.get("check", "lookback_h")) * HOUR
     for f in a.findings:
         reasons_review += _finding_reasons(f, a, proc, now_s, lookback, fmt_time)
@@ -335,6 +342,8 @@ def _finding_reasons(f: Finding, a: Assessment, proc: Procedure, now_s: int, loo
                    f"{f.details['max_dose_mcg']:g} mcg/day upper limit")
     elif f.kind == "over_delivery":
         out.append(f"more drug than programmed was delivered in or after the {name} window")
+    elif f.start_s is not None and f.start_s < proc.start_s - lookback:
+        out.append(f"{f.kind.replace('_', ' ')} (since {fmt_time(f.start_s)})")
     else:
         out.append(f"{f.kind.replace('_', ' ')} in or after the {name} window")
     return out

@@ -375,6 +375,7 @@ TOP_KEYS = {
     "excess_share_of_daily_dose",
     "risks",
     "findings",
+    "delivery_state",
     "evidence",
     "cannot_show",
     "weight_kg",

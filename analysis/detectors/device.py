@@ -104,7 +104,8 @@ def _stopped(ctx: Context, eos_t: int | None) -> list[Finding]:
             f"The pump stopped {why} on {fmt(s)} {state} ({hours(dur)}). About "
             f"{(missed or 0):.0f} mcg of the previous {before:g} mcg/day was not given. "
             + (_disagree(ctx) if e is None and how != "programmed" else "")
-            + "Programming a stop before MRI is not recommended (it hides a stall).",
+            + ("Programming a stop before MRI is not recommended (it hides a stall)."
+               if how == "programmed" else ""),
             ongoing=e is None, evidence=ev, missed_mcg=missed, daily_dose_mcg=before or None,
             direction="withdrawal", details={"how": "eos" if at_eos else how,
                                              "duration_h": dur / HOUR}))

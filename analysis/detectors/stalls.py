@@ -269,6 +269,10 @@ def _explain(ep: StallEpisode, dose: float, now: int, mri_max_h: float) -> str:
             text += (f" The rotor stayed stalled {after:.0f} h after the scan, longer than the "
                      f"delays of up to {mri_max_h:g} h reported after MRI: the motor may not "
                      "recover on its own; contact the manufacturer.")
+        elif ep.ongoing:
+            text += (f" Delays of up to {mri_max_h:g} h have been reported after MRI, but a stall "
+                     "still going is not normal: interrogate again to confirm recovery, and "
+                     "contact the manufacturer.")
     if ep.restarted_by_interrogation:
         text += (" Delivery restarted only at this interrogation: confirm with the programmer "
                  "that the motor runs, and interrogate again.")
@@ -303,7 +307,7 @@ def detect(ctx: Context) -> list[Finding]:
                    "logged": ep.record is not None}
         out.append(Finding(
             "motor_stall", "critical" if ep.ongoing else "warning", ep.start_s, ep.end_s,
-            _explain(ep, dose, now, r.number("stalls", "expected_mri_recovery_h")),
+            _explain(ep, dose, now, r.number("stalls", "reported_mri_recovery_delay_h")),
             ongoing=ep.ongoing, evidence=ev,
             missed_mcg=ep.missed_mcg if ep.missed_known else None, daily_dose_mcg=dose or None,
             direction="withdrawal", details=details))
