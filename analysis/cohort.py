@@ -16,11 +16,17 @@ share).  A final combine step writes
 * ``DIR/manifest.json``: what ran, how, and how long.
 
 Every table gets ``log_id`` (the log's path relative to the directory it was found in) and,
-except the summary (which has it already), ``serial``.  Documentation: ``docs/research.md``.
+except the summary (which has it already), ``serial``.  A run replaces the figures of an earlier
+one in ``DIR`` (none are left from it); ``itb cohort`` refuses a ``DIR`` that holds an earlier
+run's results unless ``--resume`` or ``--force`` (:func:`existing_outputs`,
+:func:`remove_outputs`).  Ctrl-C stops the workers quietly and raises
+:class:`CohortInterrupted` (how many logs are done; ``resume`` goes on from there).
+Documentation: ``docs/research.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -29,10 +35,12 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +63,73 @@ PROCEDURE_COLUMNS = ("kind", "start_utc", "end_utc")
 
 class CohortError(Exception):
     """The cohort cannot run as asked (bad arguments, missing optional package, no logs)."""
+
+
+class CohortInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run; the workers were shut down.  ``done`` of ``total`` logs have their
+    result in ``out_dir/parts`` (a run with ``resume`` keeps them)."""
+
+    def __init__(self, done: int, total: int, out_dir: Path) -> None:
+        super().__init__(f"interrupted; {done} of {total} logs done")
+        self.done, self.total, self.out_dir = done, total, out_dir
+
+
+# what a run writes in its output directory (see the module docstring)
+OUTPUTS = ("manifest.json", "failures.csv", "parquet", "csv", "plots", "parts")
+DASK_HINT = "from the repository root: .venv/bin/pip install -e '.[dask]' (or pip install -e '.[dask]')"
+
+
+def existing_outputs(out_dir: str | Path) -> list[str]:
+    """The results of an earlier run in ``out_dir`` (names from :data:`OUTPUTS`), if any."""
+    out = Path(out_dir)
+    return [name for name in OUTPUTS if (out / name).exists()] if out.is_dir() else []
+
+
+def remove_outputs(out_dir: str | Path) -> list[str]:
+    """Remove an earlier run's results from ``out_dir`` (only the names a run writes, so other
+    files there stay); returns what was removed."""
+    out = Path(out_dir)
+    gone = existing_outputs(out)
+    for name in gone:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    return gone
+
+
+@contextlib.contextmanager
+def _sigint_deferred(spawning: bool = False) -> Iterator[None]:
+    """Hold Ctrl-C back for a moment: threads and worker processes started meanwhile inherit a
+    blocked SIGINT and never see a Ctrl-C (this process stops them quietly instead), and a Ctrl-C
+    that came meanwhile raises KeyboardInterrupt here when the moment ends, not halfway through
+    starting a cluster.  ``spawning``: processes will be started with multiprocessing's spawn
+    method (Dask's nannies do).  Only in the main thread; elsewhere it does nothing."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    old_handler = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        if spawning:
+            # multiprocessing's resource tracker unblocks SIGINT in the thread that first starts
+            # it (and then spawns worker processes from there): start it now, and block again
+            from multiprocessing import resource_tracker
+
+            resource_tracker.ensure_running()
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a pending Ctrl-C lands in `pressed`
+        signal.signal(signal.SIGINT, old_handler)
+    if pressed:
+        raise KeyboardInterrupt
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def package_version() -> str:
@@ -396,9 +471,10 @@ def run_local(tasks: Sequence[LogTask], workers: int,
         return results
     size = chunk_size(len(tasks), workers)
     chunks = [list(tasks[i:i + size]) for i in range(0, len(tasks), size)]
-    ex = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
+    ex = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=_ignore_sigint)
     try:
-        futures = {ex.submit(process_chunk, c): c for c in chunks}
+        with _sigint_deferred():  # the workers start now and leave Ctrl-C to this process
+            futures = {ex.submit(process_chunk, c): c for c in chunks}
         for fut in as_completed(futures):
             try:
                 got = fut.result()
@@ -427,32 +503,38 @@ def run_dask(tasks: Sequence[LogTask], workers: int, scheduler: str | None = Non
     LocalCluster of ``workers`` single-threaded processes.  Workers must have this package
     (same version) and see the logs and the output directory at the same paths."""
     try:
-        from distributed import Client, LocalCluster
-        from distributed import as_completed as dask_completed
+        # the first import starts Dask's event-loop thread: it must inherit the block of Ctrl-C
+        with _sigint_deferred(spawning=True):
+            from distributed import Client, LocalCluster
+            from distributed import as_completed as dask_completed
     except ImportError as exc:
-        raise CohortError("--engine dask needs dask.distributed: pip install 'itb-telemetry[dask]'") from exc
-    cluster = None
+        raise CohortError(f"--engine dask needs dask.distributed; install it {DASK_HINT}") from exc
+    cluster = client = None
     dlog = logging.getLogger("distributed")
     level = dlog.level
     dlog.setLevel(max(level, logging.WARNING))  # the scheduler's INFO chatter is not for users
-    try:
-        if scheduler:
-            try:
-                client = Client(scheduler, timeout="20s")
-            except (OSError, TimeoutError) as exc:
-                raise CohortError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from exc
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=logging.ERROR)
-            client = Client(cluster)
-    except CohortError:
-        dlog.setLevel(level)
-        raise
-    except Exception as exc:
-        dlog.setLevel(level)
-        raise CohortError(f"cannot start a Dask cluster: {exc}") from exc
     results: list[TaskResult] = []
+    futures: list[Any] = []
+    interrupted = False
     try:
+        # the worker processes start with Ctrl-C blocked and keep it so: it is this process's to
+        # handle (a Ctrl-C while the cluster starts arrives when it is up)
+        with _sigint_deferred(spawning=True):
+            try:
+                if scheduler:
+                    try:
+                        client = Client(scheduler, timeout="20s")
+                    except (OSError, TimeoutError) as exc:
+                        raise CohortError(
+                            f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from exc
+                else:
+                    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0", silence_logs=logging.ERROR)
+                    client = Client(cluster)
+            except CohortError:
+                raise
+            except Exception as exc:
+                raise CohortError(f"cannot start a Dask cluster: {exc}") from exc
         mine = package_version()
         versions = client.run(_worker_version)
         wrong = {w: v for w, v in versions.items() if v != mine}
@@ -476,11 +558,29 @@ def run_dask(tasks: Sequence[LogTask], workers: int, scheduler: str | None = Non
             results.append(r)
             if on_result:
                 on_result(r)
+    except KeyboardInterrupt:
+        # Ctrl-C: stop quietly; what is done is in its part file, the rest is cancelled
+        interrupted = True
+        dlog.setLevel(logging.CRITICAL)
+        if futures:
+            with contextlib.suppress(Exception):
+                client.cancel(futures)
+        raise
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-        dlog.setLevel(level)
+        quiet = contextlib.suppress(Exception) if interrupted else contextlib.nullcontext()
+        if interrupted:  # the cluster's goodbyes are not for the user
+            logging.disable(logging.WARNING)
+        try:
+            with _sigint_deferred():  # another Ctrl-C waits until the cluster is down
+                if client is not None:
+                    with quiet:
+                        client.close()
+                if cluster is not None:
+                    with quiet:
+                        cluster.close()
+        finally:
+            logging.disable(logging.NOTSET)
+            dlog.setLevel(level)
     return results
 
 
@@ -610,6 +710,9 @@ def write_plots(out_dir: str | Path, tables: Mapping[str, pd.DataFrame],
     for name, fig in plots.cohort_figures(tables, rules=rules).items():
         plots.save_png(fig, d / f"{name}.png")
         written.append(f"plots/{name}.png")
+    for old in d.glob("*.png"):  # a figure an earlier run drew and this one did not is stale
+        if f"plots/{old.name}" not in written:
+            old.unlink()
     return written
 
 
@@ -641,12 +744,12 @@ def run_cohort(paths: Iterable[str | Path], out_dir: str | Path, *, workers: int
     try:
         import pyarrow  # noqa: F401
     except ImportError as exc:
-        raise CohortError("the cohort writes Parquet: pip install 'itb-telemetry[parquet]'") from exc
-    if rules is not None:
-        try:
-            get_rules(rules)
-        except (OSError, ValueError) as exc:
-            raise CohortError(str(exc)) from exc
+        raise CohortError("the cohort writes Parquet and needs pyarrow, a dependency of itb-telemetry: "
+                          "reinstall it from the repository root with .venv/bin/pip install -e .") from exc
+    try:
+        get_rules(rules)  # None: the default or $ITB_CLINICAL_RULES; a bad file stops here, before any output
+    except (OSError, ValueError) as exc:
+        raise CohortError(str(exc)) from exc
     procs = read_procedures(procedures) if isinstance(procedures, str | Path) else (procedures or {})
     out = Path(out_dir)
     found, failures = discover(paths)
@@ -654,6 +757,7 @@ def run_cohort(paths: Iterable[str | Path], out_dir: str | Path, *, workers: int
         why = "; ".join(f"{f.path}: {f.reason}" for f in failures) or "no .itblog files in " + ", ".join(
             map(str, paths))
         raise CohortError(f"no logs to analyse ({why})")
+    created = [p for p in (out, out / "parts") if not p.exists()]
     try:
         (out / "parts").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -664,12 +768,23 @@ def run_cohort(paths: Iterable[str | Path], out_dir: str | Path, *, workers: int
     progress = Progress(len(todo), stream)
     for f in failures:
         progress.failure(f)
-    if not todo:
-        results: list[TaskResult] = []
-    elif engine == "dask":
-        results = run_dask(todo, workers, scheduler, progress.update, progress.note)
-    else:
-        results = run_local(todo, workers, progress.update)
+    try:
+        if not todo:
+            results: list[TaskResult] = []
+        elif engine == "dask":
+            results = run_dask(todo, workers, scheduler, progress.update, progress.note)
+        else:
+            results = run_local(todo, workers, progress.update)
+    except BaseException as exc:
+        progress.close()
+        done = sum(Path(t.part).is_file() for t in tasks)
+        if done == 0:  # nothing to resume from: leave no empty folders behind
+            for p in reversed(created):
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+        if isinstance(exc, KeyboardInterrupt):
+            raise CohortInterrupted(done, len(tasks), out) from None
+        raise
     progress.close()
     failed = {r.path for r in results if not r.ok}
     failures += [Failure(r.path, r.reason, r.stage) for r in results if not r.ok]
@@ -681,6 +796,8 @@ def run_cohort(paths: Iterable[str | Path], out_dir: str | Path, *, workers: int
         progress.failure(f)
     failures += bad
     plots_written = write_plots(out, small, rules) if make_plots else []
+    if not make_plots and (out / "plots").is_dir():  # an earlier run's figures no longer match the tables
+        shutil.rmtree(out / "plots")
     write_failures(out, failures)
     run = CohortRun(out, len(found), len(todo), len(tasks) - len(todo), failures, rows,
                     time.perf_counter() - t0, sum(r.seconds for r in results), plots_written)

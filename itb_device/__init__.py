@@ -1,22 +1,74 @@
 """The device layer: the pump-programmer interface, its backends and the simulated pump.
 
 ``itb_device.open(url)`` opens a programmer session: ``sim://`` (simulated pump),
-``file://PATH.itblog`` (read-only replay).  Uses ``parsers``; never imports ``analysis``.
+``file://PATH.itblog`` (read-only replay), a serial device path or ``socket://HOST:PORT``
+(a pump, or ``itb pump-sim``, over the wire protocol).  Uses ``parsers``; never imports
+``analysis``.  The names below are imported when first used, so ``import itb_device`` (and
+``itb --version``) stays quick.
 """
 
-from .backends import open_pump as open
-from .backends import register_backend
-from .errors import (
-    DeviceError,
-    LinkError,
-    ProgrammerRefused,
-    PumpRefused,
-    ReadOnlyPump,
-    TransientLinkError,
-    UnknownBackend,
-)
-from .prescription import FlexDose, Prescription
-from .programmer import PumpProgrammer, RefillResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backends import open_pump as open
+    from .backends import register_backend
+    from .errors import (
+        DeviceError,
+        LinkError,
+        ProgrammerRefused,
+        PumpRefused,
+        ReadOnlyPump,
+        TransientLinkError,
+        UnknownBackend,
+    )
+    from .prescription import FlexDose, Prescription
+    from .programmer import PumpProgrammer, RefillResult
+
+# public name -> (module, attribute)
+_LAZY: dict[str, tuple[str, str]] = {
+    "open": (".backends", "open_pump"),
+    "register_backend": (".backends", "register_backend"),
+    "DeviceError": (".errors", "DeviceError"),
+    "LinkError": (".errors", "LinkError"),
+    "ProgrammerRefused": (".errors", "ProgrammerRefused"),
+    "PumpRefused": (".errors", "PumpRefused"),
+    "ReadOnlyPump": (".errors", "ReadOnlyPump"),
+    "TransientLinkError": (".errors", "TransientLinkError"),
+    "UnknownBackend": (".errors", "UnknownBackend"),
+    "FlexDose": (".prescription", "FlexDose"),
+    "Prescription": (".prescription", "Prescription"),
+    "PumpProgrammer": (".programmer", "PumpProgrammer"),
+    "RefillResult": (".programmer", "RefillResult"),
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("itb-telemetry")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module, __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "DeviceError",
@@ -30,6 +82,7 @@ __all__ = [
     "RefillResult",
     "TransientLinkError",
     "UnknownBackend",
+    "__version__",
     "open",
     "register_backend",
 ]

@@ -1,7 +1,8 @@
 """Backends picked by URL scheme from a small lazy registry (python-can's habit).
 
 ``sim://`` an in-process simulated pump, ``file://`` read-only replay of a saved
-interrogation; later the serial URLs.  Third parties add schemes with
+interrogation, and the link URLs pyserial opens (a device path, ``socket://HOST:PORT`` as
+``itb pump-sim`` prints it, ``spy://``, ``loop://``, ``rfc2217://``).  Third parties add schemes with
 :func:`register_backend` or the ``itb_device.backends`` entry-point group.
 """
 
@@ -45,14 +46,20 @@ def _lookup(scheme: str) -> type[PumpProgrammer]:
     return getattr(importlib.import_module(module), cls)
 
 
-def open_pump(url: str, **kwargs: Any) -> PumpProgrammer:
-    """Open a programmer session on the pump named by ``url``."""
+def backend_for(url: str) -> type[PumpProgrammer]:
+    """The programmer class that opens ``url`` (UnknownBackend, one line, if none does)."""
     scheme = urlsplit(url).scheme
     if not scheme or len(scheme) == 1:  # a device path such as /dev/ttyUSB0 or COM3
         if url.startswith(("/", "COM", "com")):
             scheme = "serial"
         else:
             raise UnknownBackend(
-                f"{url!r} is not a URL: use sim://..., file://PATH.itblog, a serial device path, socket://HOST:PORT"
+                f"{url!r} is not a URL: use sim://..., file://PATH.itblog, a serial device path, "
+                "socket://HOST:PORT"
             )
-    return _lookup(scheme).from_url(url, **kwargs)
+    return _lookup(scheme)
+
+
+def open_pump(url: str, **kwargs: Any) -> PumpProgrammer:
+    """Open a programmer session on the pump named by ``url``."""
+    return backend_for(url).from_url(url, **kwargs)

@@ -1,7 +1,7 @@
 """The ``itb`` command: one entry point, one module per sub-command (imported lazily).
 
 User errors (bad arguments, unreadable or damaged files) print one line naming the problem
-and exit with status 2; they never show a traceback.
+and exit with status 2; they never show a traceback.  Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # sub-command -> module in itb_device.commands; each has register(parser) and run(args).
 COMMANDS: dict[str, str] = {
@@ -19,8 +20,8 @@ COMMANDS: dict[str, str] = {
     "decode": "Decode an interrogation log (.itblog) into tables",
     "dose": "The guideline's calculators: test dose, starting dose, titration, refill, oral baclofen",
     "simulate": "Run a pump scenario and write its log and ground truth",
-    "pump-sim": "Serve a simulated pump (or a saved log) over a pseudo-terminal or TCP",
-    "interrogate": "Read a pump's status and whole log over a link and save it",
+    "pump-sim": "Serve a simulated pump (or a saved log) over a pseudo-terminal or socket://",
+    "interrogate": "Read a pump's whole log (over a link, or sim://, file://) and save it",
     "replay-capture": "Reproduce an interrogation's decode offline from its byte capture",
     "make-cohort": "Simulate a synthetic cohort of pumps for research tests and benchmarks",
     "cohort": "Research tables, Parquet/CSV and plots for many logs, in parallel (local or Dask)",
@@ -29,24 +30,45 @@ COMMANDS: dict[str, str] = {
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
     """An error caused by the user's input: printed as one line, exit status 2."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C, handled: the command stopped cleanly; the message (one line) says how far it got."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``itb CMD: error: ...``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(
+    from itb_device import __version__
+
+    parser = _Parser(
         prog="itb",
         description="ITB pump telemetry: decode logs, simulate pumps, check delivery. "
         "Supports clinicians; it does not replace the manufacturer's programmer or "
         "clinical judgement.",
     )
+    parser.add_argument("--version", action="version", version=f"itb (itb-telemetry) {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMANDS.items():
         module = importlib.import_module(f"itb_device.commands.{name.replace('-', '_')}")
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=getattr(module, "EPILOG", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.register(p)
         p.set_defaults(_module=module)
     return parser
@@ -54,22 +76,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``itb`` command; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command starts
+        print("itb: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     logging.basicConfig(level=logging.WARNING, format=f"itb {args.command}: %(levelname)s: %(message)s")
-    from itb_device.errors import DeviceError
-    from parsers import LogFormatError
-
+    try:
+        from itb_device.errors import DeviceError
+        from parsers import LogFormatError
+        from parsers.clinical_rules import RulesError
+    except KeyboardInterrupt:
+        print(f"itb {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     try:
         return int(args._module.run(args) or 0)
     except BrokenPipeError:  # output piped into head, say
         return EXIT_OK
-    except (UserError, LogFormatError, DeviceError, OSError) as exc:
-        print(f"itb {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"itb {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Interrupted as exc:
+        print(f"itb {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UserError, LogFormatError, DeviceError, RulesError, OSError) as exc:
+        print(f"itb {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (a message from a library may hold newlines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ device path, a pseudo-terminal, ``socket://host:port``, ``spy://...`` for a hex 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,13 +42,40 @@ BLOCK_MIN, BLOCK_START, BLOCK_MAX = 32, 1024, 4096
 MAX_BLOCK_FAILURES = 64  # consecutive failed block reads before the interrogation gives up
 
 
+@dataclass(frozen=True)
+class ReadProgress:
+    """How far reading the log has got (passed to the ``progress`` callback after each block)."""
+
+    done_bytes: int
+    total_bytes: int
+    page_size: int
+    retries: int  # requests sent again so far in this session (lost or damaged frames)
+
+    @property
+    def pages_total(self) -> int:
+        """History pages in the log (the header and status snapshot come first)."""
+        return max(0, self.total_bytes - HEADER_SIZE - STATUS_SIZE) // max(1, self.page_size)
+
+    @property
+    def pages_done(self) -> int:
+        """History pages read so far."""
+        return max(0, self.done_bytes - HEADER_SIZE - STATUS_SIZE) // max(1, self.page_size)
+
+
 class SerialProgrammer(PumpProgrammer):
     """Talks to a pump through a telemetry head on a serial port (real or simulated)."""
 
     def __init__(
-        self, port: Any, *, link_timeout: float = 0.25, link_retries: int = 30, **kwargs: Any
+        self,
+        port: Any,
+        *,
+        link_timeout: float = 0.25,
+        link_retries: int = 30,
+        progress: Callable[[ReadProgress], None] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.progress = progress  # called after each block of the log read (itb interrogate shows it)
         self.link = Link(port, timeout=link_timeout, retries=link_retries)
         self.pump_clock, self.model_ml = SESSION.unpack(
             self.link.request(Op.SESSION_START, U32.pack(_utc_now()))
@@ -75,19 +104,23 @@ class SerialProgrammer(PumpProgrammer):
 
     def _read_log_bytes(self) -> bytes:
         for _ in range(3):
-            snap, total, _page = SNAPSHOT.unpack(self.link.request(Op.SNAPSHOT))
+            snap, total, page = SNAPSHOT.unpack(self.link.request(Op.SNAPSHOT))
             try:
-                return self._read_snapshot(snap, 0, total)
+                return self._read_snapshot(snap, 0, total, page)
             except StaleSnapshot:
                 continue  # the pump dropped our snapshot (another reader took several): again
         raise LinkError("the pump kept dropping the log snapshot before it could be read")
 
-    def _read_snapshot(self, snap: int, start: int, end: int) -> bytes:
+    def _read_snapshot(self, snap: int, start: int, end: int, page_size: int | None = None) -> bytes:
         """Bytes [start, end) of a frozen log image, in blocks that shrink on errors and
-        grow again on success (so a noisy link still gets through, slowly)."""
+        grow again on success (so a noisy link still gets through, slowly).  With
+        ``page_size`` (a whole log), ``self.progress`` hears after each block."""
         out = bytearray()
         total = end - start
         block, good, failures = BLOCK_START, 0, 0
+        report = self.progress if page_size else None
+        if report is not None:
+            report(ReadProgress(0, total, page_size, self.link.failures))
         while len(out) < total:
             want = min(block, total - len(out))
             try:
@@ -98,6 +131,8 @@ class SerialProgrammer(PumpProgrammer):
                 raise
             except TransientLinkError:
                 failures += 1
+                if report is not None:
+                    report(ReadProgress(len(out), total, page_size, self.link.failures))
                 if failures > MAX_BLOCK_FAILURES:
                     raise LinkError(
                         f"timeout: reading the log stopped at byte {start + len(out)} of {end} after "
@@ -110,6 +145,8 @@ class SerialProgrammer(PumpProgrammer):
                     f"the pump sent {len(chunk)} bytes for a {want}-byte block at {start + len(out)}"
                 )
             out += chunk
+            if report is not None:
+                report(ReadProgress(len(out), total, page_size, self.link.failures))
             failures = 0
             good += 1
             if good >= 4:

@@ -5,18 +5,29 @@ evidence with times, the withdrawal and overdose risk with the guideline's actio
 telemetry cannot show.  Times typed by the user are local wall-clock time (the machine's zone,
 or ``--tz``) unless they carry an offset; output times are in the same zone and labelled.
 Exit status 0 when the check ran, whatever the verdict (``--fail-on`` for scripts), 2 for bad
-arguments or an unreadable log.  Loads no plotting library unless ``--report`` is given.
+arguments or an unreadable log.  ``--json`` adds ``source``: the log's file name, SHA-256 and
+pump serial.  Loads no plotting library unless ``--report`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+EPILOG = """\
+exit status:
+  0  the check ran, WHATEVER THE VERDICT (OK, REVIEW or URGENT), unless --fail-on is given
+  1  --fail-on review and the verdict is REVIEW or URGENT; --fail-on urgent and it is URGENT
+  2  bad arguments or an unreadable log or rules file (one line on stderr)
+
+--json: docs/check-json.md (its "source" names the log file, its SHA-256 and the pump serial)."""
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -41,7 +52,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fail-on",
         choices=("review", "urgent"),
-        help="exit 1 when the verdict is at least this (for scripts)",
+        help="exit 1 when the verdict is at least this (for scripts); without it the exit status "
+        "is 0 whatever the verdict",
     )
     p.add_argument("--rules", type=Path, help="a hospital's clinical rules file (TOML)")
 
@@ -117,8 +129,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--start is after --end")
     if args.weight_kg is not None and not 0 < args.weight_kg < 250:
         raise UserError("--weight-kg must be a weight in kilograms")
-    if args.report is not None and args.report.suffix.lower() not in (".pdf", ".html", ".htm"):
-        raise UserError("--report needs a .pdf or .html file name")
+    if args.report is not None:  # before the analysis: a bad path must not come after a verdict
+        from itb_device.commands._paths import check_output_file
+
+        check_output_file(args.report, "--report", (".pdf", ".html", ".htm"))
+        if args.report.suffix.lower() == ".pdf" and importlib.util.find_spec("matplotlib") is None:
+            raise UserError(f"--report {args.report}: a PDF report needs matplotlib, a dependency of "
+                            "itb-telemetry: reinstall it from the repository root with "
+                            ".venv/bin/pip install -e .")
 
     from analysis.check import check
     from analysis.rules import get_rules
@@ -134,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
         log, args.after, end, start, weight_kg=args.weight_kg, rules=rules, fmt_time=fmt, zone=zone
     )
     if args.json:
-        print(json.dumps(result.to_dict(zone), indent=1))
+        doc = result.to_dict(zone)
+        doc["source"] = source_of(args.log, log)
+        print(json.dumps(doc, indent=1))
     else:
         sys.stdout.write(render_text(result, log, fmt, colour=_colour_ok()))
     if args.report is not None:
@@ -143,12 +163,24 @@ def run(args: argparse.Namespace) -> int:
 
             write_check_report(result, log, args.report, zone)
         except ImportError as exc:
-            raise UserError("reports need matplotlib: pip install 'itb-telemetry[plots]'") from exc
+            raise UserError(f"--report {args.report}: reports need matplotlib ({exc}); reinstall "
+                            "itb-telemetry from the repository root with .venv/bin/pip install -e .") from exc
         print(f"report written to {args.report}", file=sys.stderr)
     rank = {"OK": 0, "REVIEW": 1, "URGENT": 2}
     if args.fail_on and rank[result.verdict] >= {"review": 1, "urgent": 2}[args.fail_on]:
         return 1
     return 0
+
+
+def source_of(path: Path, log: Any) -> dict[str, Any]:
+    """What a check was computed from: the log's file name (as given), its SHA-256 and the pump
+    serial in its header (``None`` when the header is damaged)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    serial = log.header.serial if log.header_ok else None
+    return {"file": str(path), "sha256": digest.hexdigest(), "pump_serial": serial or None}
 
 
 def _colour_ok() -> bool:

@@ -4,7 +4,9 @@
 
 PATHS are ``.itblog`` files or directories searched for them.  Unreadable files are listed
 in ``DIR/failures.csv`` and on stderr, and the run goes on (exit 0); bad arguments exit 2.
-What is written and how to run on a cluster: docs/research.md.
+A DIR holding an earlier run's results is refused unless ``--resume`` (keep the logs done) or
+``--force`` (remove them first).  Ctrl-C stops the workers and exits 130; ``--resume`` then
+goes on from there.  What is written and how to run on a cluster: docs/research.md.
 """
 
 from __future__ import annotations
@@ -49,10 +51,16 @@ def register(p: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster)",
     )
-    p.add_argument(
+    again = p.add_mutually_exclusive_group()
+    again.add_argument(
         "--resume",
         action="store_true",
         help="keep the results of logs already done in DIR/parts (unchanged files only)",
+    )
+    again.add_argument(
+        "--force",
+        action="store_true",
+        help="DIR holds an earlier run's results: remove them (parquet/, csv/, plots/, parts/, ...) first",
     )
     p.add_argument(
         "--procedures",
@@ -76,8 +84,8 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the cohort; exit 0 when it ran (even with unreadable files)."""
-    from analysis.cohort import CohortError, run_cohort
-    from itb_device.cli import UserError
+    from analysis.cohort import CohortError, CohortInterrupted, existing_outputs, remove_outputs, run_cohort
+    from itb_device.cli import Interrupted, UserError
 
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be at least 1")
@@ -85,6 +93,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--scheduler needs --engine dask")
     if args.output.exists() and not args.output.is_dir():
         raise UserError(f"{args.output} exists and is not a directory")
+    old = existing_outputs(args.output)
+    if old and not (args.resume or args.force):
+        raise UserError(
+            f"-o {args.output}: the folder already holds a cohort run's results "
+            f"({', '.join(old)}); pass --resume to go on with them, --force to replace them, "
+            "or pick another folder"
+        )
+    if old and args.force:
+        try:
+            remove_outputs(args.output)
+        except OSError as exc:
+            raise UserError(f"-o {args.output}: cannot remove the earlier results: {exc}") from exc
+        print(f"itb cohort: --force: removed the earlier results in {args.output} ({', '.join(old)})",
+              file=sys.stderr)
     try:
         res = run_cohort(
             args.paths,
@@ -101,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except CohortError as exc:
         raise UserError(str(exc)) from exc
+    except CohortInterrupted as exc:
+        resume = "; rerun with --resume to go on from there" if exc.done else ""
+        raise Interrupted(f"interrupted; {exc.done} of {exc.total} logs done{resume}") from None
     print(
         f"{res.out_dir}: {res.logs} logs ({res.processed} run now, {res.resumed} resumed), "
         f"{res.combined} in the tables, {len(res.failures)} could not be read "

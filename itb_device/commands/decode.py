@@ -54,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from parsers import read_log
     from parsers.writer import atomic_write_bytes
 
+    if args.output is not None:
+        from itb_device.commands._paths import check_output_file
+
+        check_output_file(args.output, "-o")
     log = read_log(args.log, strict=args.strict)
     for p in log.problems:
         print(f"itb decode: {p.severity}: {p}", file=sys.stderr)
@@ -82,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
             buf = io.BytesIO()
             df.to_parquet(buf, index=False)
         except ImportError as exc:
-            raise UserError("Parquet needs pyarrow: pip install 'itb-telemetry[parquet]'") from exc
+            raise UserError("--format parquet needs pyarrow, a dependency of itb-telemetry: reinstall it "
+                            "from the repository root with .venv/bin/pip install -e .") from exc
         return _emit(buf.getvalue(), args.output, atomic_write_bytes)
     if fmt == "csv":
         text = df.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%SZ")

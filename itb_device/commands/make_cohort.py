@@ -1,10 +1,24 @@
-"""``itb make-cohort``: simulate a synthetic cohort of pumps (reproducible from its seed)."""
+"""``itb make-cohort``: simulate a synthetic cohort of pumps (reproducible from its seed).
+
+The folder gets ``make-cohort.json`` (the cohort's pumps, years, seed and start) beside the
+logs.  Running the same command again finishes an interrupted cohort (logs already written
+are kept); a folder that holds other logs is refused unless ``--force``, which removes the
+``.itblog`` and ``.truth.json`` files there (and says so) and starts again.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import shutil
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+MANIFEST = "make-cohort.json"
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -13,37 +27,169 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="directory for the logs")
     p.add_argument("--years", type=float, default=1.0, help="years of history per pump")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--start", default="2025-01-06T09:00:00Z", help="when every pump's history starts")
+    p.add_argument(
+        "--start",
+        default="2025-01-06T09:00:00Z",
+        metavar="DATE",
+        help="when every pump's history starts: a date or time, UTC unless it has an offset "
+        "(default: 2025-01-06T09:00:00Z)",
+    )
     p.add_argument("--truth", action="store_true", help="also write each pump's ground truth")
     p.add_argument("--workers", type=int, default=1, help="processes to use")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="remove the logs already in the folder (another cohort's, this one's, or any .itblog "
+        "and .truth.json there) and start again",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Generate and write the cohort; already written logs are kept (resumable)."""
+    """Generate and write the cohort; already written logs of the same cohort are kept (resumable)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from itb_device.cli import UserError
-    from itb_device.sim.cohort import CohortSpec, cohort_scenarios
+    from itb_device.cli import Interrupted, UserError
+    from itb_device.sim.cohort import CohortSpec, cohort_scenarios, parse_start
 
-    if args.pumps < 1 or args.years <= 0 or args.workers < 1:
-        raise UserError("pumps, years and workers must be positive")
-    args.output.mkdir(parents=True, exist_ok=True)
-    spec = CohortSpec(args.pumps, args.years, args.seed, args.start)
-    todo = [sc for sc in cohort_scenarios(spec) if not (args.output / f"{sc['name']}.itblog").exists()]
+    if args.pumps < 1:
+        raise UserError(f"pumps {args.pumps}: give how many pumps, at least 1")
+    if not 0 < args.years <= 50:
+        raise UserError(f"--years {args.years:g}: give the years of history per pump, from above 0 to 50")
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: give at least 1")
+    try:
+        start = parse_start(args.start, args.years)
+    except ValueError as exc:
+        raise UserError(f"--start {exc}") from exc
+    out: Path = args.output
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: exists and is not a folder")
+    spec = CohortSpec(args.pumps, args.years, args.seed, start)
+    wanted = {"pumps": spec.pumps, "years": spec.years, "seed": spec.seed, "start": spec.start}
+    created = not out.exists()
+    if not created:
+        _check_folder(out, wanted, args.force)
+    had_manifest = (out / MANIFEST).exists()
+
+    def missing(sc: dict) -> bool:
+        log = out / f"{sc['name']}.itblog"
+        return not log.exists() or (args.truth and not log.with_suffix(".truth.json").exists())
+
+    todo = [sc for sc in cohort_scenarios(spec) if missing(sc)]
     done = args.pumps - len(todo)
-    with ProcessPoolExecutor(args.workers) as pool:
-        for i, _ in enumerate(
-            pool.map(_write, todo, [args.output] * len(todo), [args.truth] * len(todo), chunksize=4), start=1
-        ):
+    written = 0
+    pool = None
+    try:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_json(out / MANIFEST, wanted)
+        except OSError as exc:
+            raise UserError(f"-o {out}: cannot write there: {exc.strerror or exc}") from exc
+        pool = ProcessPoolExecutor(args.workers, initializer=_ignore_sigint)
+        with _sigint_deferred():  # the workers start (fork) now and leave Ctrl-C to this process
+            results = pool.map(_write, todo, [out] * len(todo), [args.truth] * len(todo))
+        for error in results:
+            if error is not None:
+                raise UserError(error)
+            written += 1
             if sys.stderr.isatty():
-                print(f"\r{done + i}/{args.pumps} pumps", end="", file=sys.stderr)
+                print(f"\r{done + written}/{args.pumps} pumps", end="", file=sys.stderr, flush=True)
+    except BaseException as exc:
+        if pool is not None:  # the workers finish the pump they are writing (files are atomic)
+            pool.shutdown(wait=True, cancel_futures=True)
+        if sys.stderr.isatty() and written:
+            print(file=sys.stderr)
+        there = sum(not missing(sc) for sc in cohort_scenarios(spec))
+        if there == 0:  # nothing of the cohort was written: leave nothing behind
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            elif not had_manifest:
+                (out / MANIFEST).unlink(missing_ok=True)
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(
+                f"interrupted; {there} of {args.pumps} pumps written, "
+                "run the same command again to finish the cohort"
+            ) from None
+        raise
+    pool.shutdown()
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    print(f"{args.output}: {args.pumps} pumps ({len(todo)} simulated now, {done} already there)")
+    print(f"{out}: {args.pumps} pumps ({len(todo)} simulated now, {done} already there)")
     return 0
 
 
-def _write(scenario: dict, out: Path, truth: bool) -> Path:
+def _check_folder(out: Path, wanted: dict, force: bool) -> None:
+    """Refuse a folder holding logs that are not this cohort's (unless ``force``: remove them)."""
+    from itb_device.cli import UserError
+
+    logs = sorted(out.glob("*.itblog"))
+    truths = sorted(out.glob("*.truth.json"))
+    manifest = out / MANIFEST
+    try:
+        there = json.loads(manifest.read_text()) if manifest.is_file() else None
+    except (OSError, ValueError):
+        there = {}
+    if there is None and not logs:
+        return  # an empty folder, or one without logs
+    if there is None:
+        what = f"{len(logs)} .itblog files that are not from itb make-cohort"
+    else:
+        name = "the same cohort" if there == wanted else "another cohort"
+        what = f"{name} (" + ", ".join(f"{k} {there.get(k)}" for k in wanted) + f"; {len(logs)} logs)"
+    if force:
+        for f in [*logs, *truths, manifest]:
+            f.unlink(missing_ok=True)
+        print(f"itb make-cohort: --force: removed {what} from {out}", file=sys.stderr)
+        return
+    if there == wanted:
+        return  # the same cohort: finish it
+    same = there and {k: v for k, v in there.items() if k != "pumps"} == {
+        k: v for k, v in wanted.items() if k != "pumps"
+    }
+    if same and isinstance(there.get("pumps"), int) and there["pumps"] <= wanted["pumps"]:
+        return  # the same cohort, grown: its first pumps are the logs already there
+    raise UserError(
+        f"-o {out}: the folder already holds {what}; pass --force to replace them or pick another folder"
+    )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from parsers.writer import atomic_write_bytes
+
+    atomic_write_bytes(path, [(json.dumps(data, indent=1) + "\n").encode()])
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while the pool's processes start (fork): they inherit the blocked SIGINT
+    and never see a Ctrl-C; one that came meanwhile raises KeyboardInterrupt here afterwards."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    old_handler = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        signal.signal(signal.SIGINT, old_handler)
+    if pressed:
+        raise KeyboardInterrupt
+
+
+def _ignore_sigint() -> None:
+    """Worker processes leave Ctrl-C to the parent, which stops the pool and says how far it got."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _write(scenario: dict, out: Path, truth: bool) -> str | None:
+    """Simulate and write one pump; returns None, or a one-line error naming the pump."""
+    from itb_device.errors import DeviceError
     from itb_device.sim.cohort import write_pump
 
-    return write_pump(scenario, out, truth)
+    try:
+        write_pump(scenario, out, truth)
+    except (ValueError, DeviceError, OSError) as exc:
+        return f"cohort pump {scenario['name']}: {exc}"
+    return None

@@ -18,7 +18,8 @@ def register(p: argparse.ArgumentParser) -> None:
         "--listen",
         required=True,
         metavar="URL",
-        help="'pty' (prints the device path) or tcp://127.0.0.1:PORT (0: any free port)",
+        help="'pty' (prints the device path) or socket://127.0.0.1:PORT, the URL itb interrogate "
+        "takes (PORT 0: any free port; tcp://127.0.0.1:PORT is the same)",
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument(
@@ -30,7 +31,15 @@ def register(p: argparse.ArgumentParser) -> None:
         "--speed", type=float, help="simulated seconds per wall-clock second (default: time stands still)"
     )
     p.add_argument("--tick", type=float, default=0.0, help="simulated seconds that pass after each command")
-    p.add_argument("--faults", default="", help="inject link faults: drop=P,corrupt=P,split=P,delay=S,seed=N")
+    p.add_argument(
+        "--faults",
+        default="",
+        metavar="SPEC",
+        help="inject link faults, e.g. drop=0.001,corrupt=0.001,split=0.2,delay=0.002,seed=3: "
+        "drop and corrupt are probabilities PER BYTE (0 to 1; 0.001 already hits most 1 kB blocks), "
+        "split the probability per write that it is sent in two pieces, delay the seconds between "
+        "them, seed the random seed",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         faults = FaultSpec.parse(args.faults) if args.faults else None
+    except ValueError as exc:
+        raise UserError(f"--faults: {exc}") from exc
+    try:
         service = _service(args)
         transport = open_transport(args.listen)
     except ValueError as exc:

@@ -20,6 +20,10 @@ def run(args: argparse.Namespace) -> int:
     from parsers import read_log_bytes
     from parsers.writer import atomic_write_bytes
 
+    if args.output is not None:
+        from itb_device.commands._paths import check_output_file
+
+        check_output_file(args.output, "-o")
     try:
         port = ReplayPort(load_capture(args.capture))
     except CaptureError as exc:

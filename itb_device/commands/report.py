@@ -40,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.output.name}: the report must be a .pdf or .html file")
     if args.weight_kg is not None and not 0 < args.weight_kg < 250:
         raise UserError("--weight-kg must be a weight in kilograms")
-    parent = args.output.parent if str(args.output.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"{parent}: no such directory for the report")
+    from itb_device.commands._paths import check_output_file
+
+    check_output_file(args.output, "-o")
     zone = local_zone(args.tz)
 
     from analysis import analyse
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
         write_interrogation_report(log, args.output, zone, assessment=assessment, rules=rules)
     except ImportError as exc:
-        raise UserError(f"reports need matplotlib ({exc}): pip install 'itb-telemetry[plots]'") from exc
+        raise UserError(f"-o {args.output}: reports need matplotlib ({exc}); reinstall itb-telemetry "
+                        "from the repository root with .venv/bin/pip install -e .") from exc
     print(f"report written to {args.output}", file=sys.stderr)
     return 0

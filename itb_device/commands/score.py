@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# the samples of a source checkout: <repository>/sample_logs, beside the itb_device package
+BUNDLED = Path(__file__).resolve().parents[2] / "sample_logs"
+
 
 def register(p: argparse.ArgumentParser) -> None:
     """Add the score options."""
@@ -12,8 +15,9 @@ def register(p: argparse.ArgumentParser) -> None:
         "samples",
         type=Path,
         nargs="?",
-        default=Path("sample_logs"),
-        help="directory of NAME.itblog with NAME.truth.json (default: sample_logs)",
+        default=None,
+        help="directory of NAME.itblog with NAME.truth.json (default: ./sample_logs, else the "
+        "repository's sample_logs beside the installed package)",
     )
     p.add_argument("--rules", type=Path, help="a hospital's clinical rules file (TOML)")
     p.add_argument(
@@ -21,14 +25,38 @@ def register(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Score and print the report (its last line is the RESULT line)."""
-    from analysis.scoring import report, score_directory
+def _has_samples(d: Path) -> bool:
+    if not d.is_dir():
+        return False
+    return any(log.with_name(log.name.removesuffix(".itblog") + ".truth.json").is_file()
+               for log in d.glob("*.itblog"))
+
+
+def samples_dir(given: Path | None) -> Path:
+    """The folder to score: ``given``, else ./sample_logs, else the checkout's sample_logs."""
     from itb_device.cli import UserError
 
-    if not args.samples.is_dir():
-        raise UserError(f"{args.samples} is not a directory")
-    result = score_directory(args.samples, rules=args.rules)
+    how = "pass the folder of NAME.itblog and NAME.truth.json files: itb score PATH/TO/sample_logs"
+    if given is not None:
+        if not given.is_dir():
+            raise UserError(f"{given}: no such folder; {how}")
+        if not _has_samples(given):
+            raise UserError(f"{given}: holds no NAME.itblog with a NAME.truth.json beside it; {how}")
+        return given
+    for candidate in (Path("sample_logs"), BUNDLED):
+        if _has_samples(candidate):
+            return candidate
+    raise UserError(f"no sample_logs folder here ({Path.cwd()}) or at {BUNDLED}; {how}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score and print the report (its last line is the RESULT line)."""
+    from analysis.rules import get_rules
+    from analysis.scoring import report, score_directory
+
+    samples = samples_dir(args.samples)
+    rules = get_rules(args.rules) if args.rules is not None else None  # a bad file: one line, exit 2
+    result = score_directory(samples, rules=rules)
     text = report(result)
     print(text)
     last = text.strip().splitlines()[-1]

@@ -17,9 +17,13 @@ def register(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the scenario and write the outputs."""
     from itb_device.cli import UserError
+    from itb_device.commands._paths import check_output_file
     from itb_device.sim.output import write_outputs
     from itb_device.sim.scenario import ScenarioError, load_scenario, run_scenario
 
+    check_output_file(args.output, "-o")
+    if args.truth is not None:
+        check_output_file(args.truth, "--truth")
     try:
         result = run_scenario(load_scenario(args.scenario), seed=args.seed)
         truth = write_outputs(result, args.output, args.truth)

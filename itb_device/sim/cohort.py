@@ -39,6 +39,30 @@ class CohortSpec:
     start: str = "2025-01-06T09:00:00Z"
 
 
+EARLIEST_START = dt.datetime(2007, 1, 1, tzinfo=dt.UTC)  # implants up to 6 years before, after the 2000 epoch
+LATEST_END = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+
+
+def parse_start(text: str, years: float = 1.0) -> str:
+    """A cohort start typed by a user (``2026-01-01``, ``2026-01-01T09:00``, ``...Z`` or with an
+    offset; a time without an offset is UTC, so the cohort is the same on every machine) as the
+    ``YYYY-MM-DDTHH:MM:SSZ`` a :class:`CohortSpec` holds.  Raises ValueError (one line)."""
+    try:
+        t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a date: use a date or a UTC time such as 2026-01-01 or 2026-01-01T09:00:00Z"
+        ) from None
+    t = t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+    end = t + dt.timedelta(days=365 * years)
+    if t < EARLIEST_START or end >= LATEST_END:
+        raise ValueError(
+            f"{text!r}: the cohort must start on or after {EARLIEST_START:%Y-%m-%d} and end before "
+            f"{LATEST_END:%Y-%m-%d} (the pump clock counts from 2000)"
+        )
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _choice(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
     r, acc = rng.random(), 0.0
     for name, p in table:

@@ -8,13 +8,16 @@ reads at the end and a ground-truth record of what really happened.  See docs/sc
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parsers.clinical_rules import RulesError
 from parsers.model import LogImage, datetime_to_clock
 
 from ..errors import DeviceError
@@ -92,9 +95,18 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and check a scenario file."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        raw = path.read_bytes()
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            f"{path}: byte {exc.start}: not a scenario file (a scenario is UTF-8 TOML text, "
+            "see docs/scenarios.md)"
+        ) from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
     return scenario_from_dict(data, path)
@@ -108,8 +120,13 @@ def scenario_from_dict(data: dict[str, Any], path: Path | None = None) -> Scenar
             raise ScenarioError(f"{where}: missing {key!r}")
     start = parse_time(data["start"], 0, f"{where}: start")
     timeline = []
-    for i, item in enumerate(data.get("timeline", [])):
+    items = data.get("timeline", [])
+    if not isinstance(items, list):
+        raise ScenarioError(f"{where}: 'timeline' must be a list of [[timeline]] tables")
+    for i, item in enumerate(items):
         w = f"{where}: timeline[{i}]"
+        if not isinstance(item, dict):
+            raise ScenarioError(f"{w}: must be a table with 'at' and 'action'")
         action = item.get("action")
         if action not in EVENT_ACTIONS:
             raise ScenarioError(f"{w}: unknown action {action!r} (one of {', '.join(sorted(EVENT_ACTIONS))})")
@@ -173,6 +190,29 @@ def run_scenario(sc: Scenario, seed: int | None = None, final_session: bool = Tr
     With ``final_session=False`` the run stops just before the last interrogation (so a
     live programmer session can take over there, as ``sim://?scenario=`` does).
     """
+    try:
+        return _run_scenario(sc, seed, final_session)
+    except (ScenarioError, RulesError):
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # a missing key or a value of the wrong kind in the file: one line naming the entry
+        where = getattr(exc, "_itb_where", None) or str(sc.path or sc.name)
+        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ScenarioError(f"{where}: cannot run the scenario: {what}") from exc
+
+
+@contextlib.contextmanager
+def _entry(item: dict[str, Any]) -> Iterator[None]:
+    """Tag an error raised while running a timeline entry with the entry's place in the file."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if not isinstance(exc, ScenarioError) and not hasattr(exc, "_itb_where"):
+            exc._itb_where = item["_where"]  # type: ignore[attr-defined]
+        raise
+
+
+def _run_scenario(sc: Scenario, seed: int | None, final_session: bool) -> ScenarioResult:
     from ..sim_backend import SimProgrammer
 
     seed = sc.seed if seed is None else seed
@@ -196,34 +236,36 @@ def run_scenario(sc: Scenario, seed: int | None = None, final_session: bool = Tr
     for item in sc.timeline:
         if item["_t"] > final["_t"]:
             break
-        _schedule_exposure(pump, item, procedures)
+        with _entry(item):
+            _schedule_exposure(pump, item, procedures)
     for item in sc.timeline:
         t = item["_t"]
         if t > final["_t"]:
             break
         if item["action"] not in PROGRAMMER_ACTIONS | {"visit", "ptm"}:
             continue
-        pump.advance_to(t)
-        if item is final and not final_session:
-            break
-        if item["action"] == "ptm":
-            pump.ptm_request()
-            continue
-        steps = item.get("steps", []) if item["action"] == "visit" else [item]
-        prog = SimProgrammer(pump, rules=pump.rules)
-        try:
-            if item.get(
-                "set_clock",
-                item["action"] == "interrogate"
-                and abs(pump.pump_clock() - pump.now) > sc.data.get("clock_set_threshold_s", 60),
-            ):
-                prog.set_clock(dt.datetime(2000, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=pump.now))
-            for step in steps:
-                _programmer_step(prog, pump, step, conc, item["_where"], programming)
-            if item is final:
-                image = pump.log_image()
-        finally:
-            prog.close()
+        with _entry(item):
+            pump.advance_to(t)
+            if item is final and not final_session:
+                break
+            if item["action"] == "ptm":
+                pump.ptm_request()
+                continue
+            steps = item.get("steps", []) if item["action"] == "visit" else [item]
+            prog = SimProgrammer(pump, rules=pump.rules)
+            try:
+                if item.get(
+                    "set_clock",
+                    item["action"] == "interrogate"
+                    and abs(pump.pump_clock() - pump.now) > sc.data.get("clock_set_threshold_s", 60),
+                ):
+                    prog.set_clock(dt.datetime(2000, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=pump.now))
+                for step in steps:
+                    _programmer_step(prog, pump, step, conc, item["_where"], programming)
+                if item is final:
+                    image = pump.log_image()
+            finally:
+                prog.close()
     if image is None:
         image = pump.log_image()
     return ScenarioResult(sc, seed, pump, image, final["_t"], procedures, programming)

@@ -4,6 +4,7 @@ faults apply over a pseudo-terminal or a TCP socket."""
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -22,14 +23,37 @@ class FaultSpec:
 
     @classmethod
     def parse(cls, text: str) -> FaultSpec:
-        """``"drop=0.01,corrupt=0.01,split=0.2,delay=0.002,seed=3"``."""
+        """``"drop=0.01,corrupt=0.01,split=0.2,delay=0.002,seed=3"``: ``drop`` and ``corrupt``
+        are probabilities per byte, ``split`` per write (each from 0 to 1), ``delay`` seconds,
+        ``seed`` an integer.  Raises ValueError (one line naming the option) for anything else."""
         spec = cls()
         names = {"drop": "drop", "corrupt": "corrupt", "split": "split", "delay": "delay_s", "seed": "seed"}
         for part in filter(None, (p.strip() for p in text.split(","))):
-            key, _, value = part.partition("=")
+            key, _, value = (x.strip() for x in part.partition("="))
             if key not in names or not value:
                 raise ValueError(f"fault option {part!r}: use {', '.join(names)} as key=value")
-            setattr(spec, names[key], int(value) if key == "seed" else float(value))
+            if key == "seed":
+                try:
+                    spec.seed = int(value)
+                except ValueError:
+                    raise ValueError(f"fault option {part!r}: seed must be a whole number") from None
+                continue
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if key == "delay":
+                if not 0 <= number <= 10:
+                    raise ValueError(f"fault option {part!r}: delay is seconds between split pieces, "
+                                     "a number from 0 to 10")
+            elif not 0 <= number <= 1:
+                per = "per write" if key == "split" else "per byte"
+                raise ValueError(f"fault option {part!r}: {key} is a probability {per}, "
+                                 "a number from 0 to 1 (e.g. 0.01)")
+            setattr(spec, names[key], number)
+        if spec.drop + spec.corrupt > 1:
+            raise ValueError(f"fault options {text!r}: drop + corrupt is at most 1 "
+                             "(each byte is dropped, corrupted or passed)")
         return spec
 
 

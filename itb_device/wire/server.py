@@ -264,14 +264,24 @@ class TcpTransport:
 
 
 def open_transport(listen: str) -> Any:
-    """``pty`` or ``tcp://127.0.0.1:PORT`` / ``socket://127.0.0.1:PORT`` (port 0: any free)."""
+    """``pty`` or ``socket://127.0.0.1:PORT`` (the URL a client opens; ``tcp://`` is the same;
+    port 0: any free)."""
     if listen == "pty":
         return PtyTransport()
-    for prefix in ("tcp://", "socket://"):
+    for prefix in ("socket://", "tcp://"):
         if listen.startswith(prefix):
             host, _, port = listen[len(prefix) :].rpartition(":")
-            return TcpTransport(host or "127.0.0.1", int(port or 0))
-    raise ValueError(f"--listen {listen!r}: use 'pty' or tcp://127.0.0.1:PORT")
+            port = port or "0"
+            if not port.isdigit() or int(port) > 65535:
+                raise ValueError(f"--listen {listen!r}: the port must be a number from 0 to 65535")
+            try:
+                return TcpTransport(host or "127.0.0.1", int(port))
+            except OSError as exc:
+                raise ValueError(f"--listen {listen!r}: cannot listen there: {exc.strerror or exc}") from exc
+    raise ValueError(
+        f"--listen {listen!r}: use 'pty' or tcp://127.0.0.1:PORT (or socket://127.0.0.1:PORT, "
+        "the same URL itb interrogate takes)"
+    )
 
 
 def serve(
