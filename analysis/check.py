@@ -35,8 +35,8 @@ from .timeutil import HOUR, display_zone, to_seconds
 VERDICTS = ("OK", "REVIEW", "URGENT")
 NOT_DELIVERING = ("stall_ongoing", "pump_stopped", "battery_eos", "empty_reservoir")
 SCHEMA = "itb-check/1"
-PUMP_RECORD_ONLY = ("OK is the pump's record only: the pump delivered as programmed, but telemetry "
-                    "cannot show a catheter kink, leak or disconnection. Act on the child's signs.")
+PUMP_RECORD_ONLY = ("OK is from the pump's record only: telemetry cannot show a catheter kink, leak "
+                    "or disconnection. Act on the child's signs.")
 _EVENT_TEXT = {
     "motor_stall": "motor stall logged",
     "motor_stall_recovery": "motor stall recovery logged",
@@ -215,7 +215,8 @@ def check(
         a = analyse(log, procedures=[proc], weight_kg=weight_kg, rules=rules)
     now_s = int(a.details.get("now_s") or log.header.interrogated_at.timestamp())
     tl = a.reconstruction
-    daily = log.status.daily_dose_mcg_day if log.status_ok and log.status.mode != "stopped" else None
+    # the stored program's dose: a pump that stopped itself keeps it (docs/log-format.md 12.6)
+    daily = log.status.daily_dose_mcg_day if log.status_ok else None
     daily = daily or _daily_dose(tl)
     status_says = a.status_now.not_delivering() if a.status_now is not None else []
     stopped = [f for f in a.findings if f.kind in NOT_DELIVERING and (f.ongoing or f.end_s is None)]
@@ -313,6 +314,7 @@ def _finding_reasons(f: Finding, a: Assessment, proc: Procedure, now_s: int, loo
     decide URGENT elsewhere; a recovered stall is judged by the risk it left, except as said)."""
     name = proc.kind.upper()
     near = _overlaps(f, proc.start_s - int(lookback), now_s)
+    grace = float(a.rules.number("check", "stall_recovery_grace_min")) * 60 if a.rules is not None else 1800
     recent = a.rules is not None and f.end_s is not None and \
         f.end_s >= now_s - float(a.rules.number("risk", "recent_days")) * 86_400
     out = []
@@ -326,6 +328,19 @@ def _finding_reasons(f: Finding, a: Assessment, proc: Procedure, now_s: int, loo
             out.append(f"a motor stall at {fmt_time(f.start_s)} has no procedure to explain it: "
                        "stalls without a cause precede motor failure; check the procedure times "
                        "you entered")
+        elif near and proc.kind != "mri":
+            out.append(f"a motor stall from {fmt_time(f.start_s)} to {fmt_time(f.end_s)}: diathermy "
+                       "is not expected to stall the motor; confirm with the programmer that it runs")
+        elif near and f.end_s - proc.end_s > grace:
+            out.append(f"the motor stall recovered only at {fmt_time(f.end_s)}, "
+                       f"{_duration(f.end_s - proc.end_s)} after the {name} ended: confirm with the "
+                       "programmer that the motor runs")
+        return out
+    if f.kind in ("pump_stopped", "empty_reservoir") and not f.ongoing and f.end_s is not None and near:
+        how = " (no stop record: seen in the delivery history)" if f.details.get("how") == \
+            "commanded nothing" else ""
+        what = "the pump was stopped" if f.kind == "pump_stopped" else "the reservoir was empty"
+        out.append(f"{what} from {fmt_time(f.start_s)} to {fmt_time(f.end_s)}{how}")
         return out
     if f.kind in NOT_DELIVERING or f.severity == "info" or not (near or f.ongoing):
         return out
@@ -401,10 +416,16 @@ def _window_drug(
         part = np.clip((np.minimum(e, y) - np.maximum(s, x)) / length, 0.0, 1.0)
         if lies:
             got *= 1.0 - part
+        else:  # the row's deficit lies inside the span: count the share of it in the window
+            lo, hi = np.maximum(s, x), np.minimum(e, y)
+            win = np.clip(np.minimum(hi, now_s) - np.maximum(lo, start_s), 0, None)
+            inside = np.where(part > 0, np.clip(win / np.maximum(hi - lo, 1), 0.0, 1.0), inside)
         exact |= part > 0
-    for f in a.findings:
+    for f in a.findings:  # rows a finding explains (and their neighbours) count exactly
         if f.direction in ("withdrawal", "overdose", "both") and f.start_s is not None:
-            exact |= (e > f.start_s) & (s < (f.end_s if f.end_s is not None else now_s))
+            hit = np.flatnonzero((e > f.start_s) & (s < (f.end_s if f.end_s is not None else now_s)))
+            if len(hit):
+                exact[max(hit[0] - 1, 0): hit[-1] + 2] = True
     acc = rules.number("pump", "flow_accuracy_fraction")
     stroke = rules.number("delivery", "min_excess_ml") * rows["concentration_mcg_ml"].to_numpy(dtype=float)
     d = got - presc

@@ -35,32 +35,44 @@ CRITICAL_ALARMS: tuple[str, ...] = ("motor_stall", "empty_reservoir", "eos", "lo
 class RowState:
     """Per delivery row (same order as ``Reconstruction.rows``), what its fields say."""
 
-    rotor_still: np.ndarray  # the rotor did not turn for part of the row (stalled_s, or short of commanded)
-    stalled_s: np.ndarray  # seconds without rotation: stalled_s, or estimated from the rotor shortfall
+    rotor_still: np.ndarray  # the rotor stood still for part of the row (stalled_s, or short of commanded)
+    stalled_s: np.ndarray  # seconds without rotation: stalled_s, or estimated from the rotor's deficit
     commanded_none: np.ndarray  # the pump commanded (almost) nothing while the program asks for drug
     stopped_mode: np.ndarray  # the row's mode is ``stopped``
     empty: np.ndarray  # the reservoir estimate is at or below the empty level
     interval_s: np.ndarray  # each row's length (s)
+    stopped_s: np.ndarray  # seconds of the program's volume not commanded (a stop, estimated)
+    still_fraction: float = 0.5  # ``rotor_still_fraction``: a row this much without rotation is "still"
+
+    @property
+    def mostly_still(self) -> np.ndarray:
+        """Rows in which the rotor stood still for ``still_fraction`` of the row or more."""
+        return self.rotor_still & (self.stalled_s >= self.still_fraction * self.interval_s)
+
+    @property
+    def mostly_stopped(self) -> np.ndarray:
+        """Rows that commanded (almost) nothing, or whose mode is ``stopped``."""
+        return self.commanded_none | self.stopped_mode
 
     @property
     def not_delivering(self) -> np.ndarray:
         """Rows in which, by their own fields, drug did not flow for most of the row."""
-        return self.commanded_none | self.stopped_mode | self.empty | self.mostly_still
-
-    @property
-    def mostly_still(self) -> np.ndarray:
-        """Rows in which the rotor stood still for at least half the row."""
-        return self.rotor_still & (self.stalled_s >= 0.5 * self.interval_s)
+        return self.mostly_stopped | self.empty | self.mostly_still
 
 
 def row_state(rows: pd.DataFrame, rules: Rules) -> RowState:
-    """Read each delivery row on its own (no records, no status)."""
+    """Read each delivery row on its own (no records, no status).
+
+    A deficit counts only beyond the noise of counted strokes and timing: more than
+    ``min_excess_ml`` and more than ``rotor_shortfall_fraction`` of the row.  Smaller,
+    sustained deficits are the ``rotor_shortfall`` detector's business."""
     n = len(rows)
     if n == 0:
         z = np.zeros(0, dtype=bool)
-        return RowState(z, np.zeros(0), z, z, z, np.zeros(0))
-    frac = rules.number("delivery", "rotor_still_fraction")
+        f = np.zeros(0)
+        return RowState(z, f, z, z, z, f, f)
     none_frac = rules.number("delivery", "commanded_none_fraction")
+    noise = rules.number("delivery", "rotor_shortfall_fraction")
     min_ml = rules.number("delivery", "min_excess_ml")
     empty_ml = rules.number("pump", "empty_reservoir_ml")
     iv = rows["interval_s"].to_numpy(dtype=float)
@@ -70,16 +82,68 @@ def row_state(rows: pd.DataFrame, rules: Rules) -> RowState:
     logged = rows["stalled_s"].to_numpy(dtype=float)
     mode = rows["mode"].astype(str).to_numpy()
     stopped_mode = mode == "stopped"
-    # the rotor short of what was commanded by more than the stroke rounding, far enough to be
-    # more than inaccuracy: a stall the row's stalled_s may not carry
-    short = (cmd > min_ml) & (rot < frac * cmd) & (cmd - rot > min_ml)
-    est = np.where(short, iv * np.clip(1.0 - rot / np.where(cmd > 0, cmd, 1.0), 0.0, 1.0), 0.0)
+    # the rotor short of what was commanded beyond stroke rounding and timing: a stall the
+    # row's stalled_s may not carry (docs/log-format.md 12.12)
+    gap = cmd - rot
+    short = (cmd > min_ml) & (gap > np.maximum(min_ml, noise * cmd))
+    est = np.where(short, iv * np.clip(gap / np.where(cmd > 0, cmd, 1.0), 0.0, 1.0), 0.0)
     stalled = np.maximum(logged, est)
-    rotor_still = (logged > 0) | short
-    asks = (presc > min_ml) & ~stopped_mode
-    commanded_none = asks & (cmd < none_frac * presc) & (presc - cmd > min_ml)
+    rotor_still = stalled > 0
+    # the pump commanding less than the program in effect asks for: a stop, record or not
+    asks = presc > min_ml
+    miss = presc - cmd
+    stop_part = asks & (miss > np.maximum(min_ml, noise * presc))
+    stopped = np.where(stop_part, iv * np.clip(miss / np.where(presc > 0, presc, 1.0), 0.0, 1.0), 0.0)
+    stopped = np.where(stopped_mode & (cmd <= min_ml), iv, stopped)
+    commanded_none = asks & ~stopped_mode & (cmd < none_frac * presc) & (miss > min_ml)
     empty = rows["reservoir_ml"].to_numpy(dtype=float) <= empty_ml
-    return RowState(rotor_still, stalled, commanded_none, stopped_mode, empty, iv)
+    return RowState(rotor_still, stalled, commanded_none, stopped_mode, empty, iv, stopped,
+                    rules.number("delivery", "rotor_still_fraction"))
+
+
+def stall_like_runs(short_s: np.ndarray, mostly: np.ndarray, joined: np.ndarray,
+                    forced: np.ndarray, min_s: float) -> list[tuple[int, int]]:
+    """(first, last) rows of each stall (or stop) the rows show.  A stall is a run of rows
+    mostly without delivery (``mostly``), with the partial row on each side; or, with no such
+    row, one or two adjacent rows with a deficit (``short_s`` > 0) and no deficit around them
+    (a short stall across a row boundary).  It must add up to ``min_s`` or more, or hold a
+    ``forced`` row (logged stalled seconds, a stop mode).  A longer run of partial deficits is
+    not a stall but a sustained shortfall, left to the ``rotor_shortfall`` detector."""
+    cand = short_s > 0
+    n = len(short_s)
+    out: list[tuple[int, int]] = []
+    i = 0
+    while i < n:  # maximal runs of adjacent rows with a deficit
+        if not cand[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and cand[j + 1] and joined[j + 1]:
+            j += 1
+        pieces: list[tuple[int, int]] = []
+        if mostly[i: j + 1].any():
+            k = i
+            while k <= j:
+                if not mostly[k]:
+                    k += 1
+                    continue
+                m = k
+                while m + 1 <= j and mostly[m + 1]:
+                    m += 1
+                a = k - 1 if k - 1 >= i and not mostly[k - 1] else k
+                b = m + 1 if m + 1 <= j and not mostly[m + 1] else m
+                if pieces and a <= pieces[-1][1]:
+                    a = pieces[-1][0]
+                    pieces.pop()
+                pieces.append((a, b))
+                k = m + 1
+        elif j - i <= 1:
+            pieces.append((i, j))
+        else:
+            pieces += [(x, x) for x in range(i, j + 1) if forced[x]]
+        out += [(a, b) for a, b in pieces if forced[a: b + 1].any() or short_s[a: b + 1].sum() >= min_s]
+        i = j + 1
+    return out
 
 
 @dataclass(frozen=True)

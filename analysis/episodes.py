@@ -262,7 +262,12 @@ def program_from_status(status: Any, start_s: int) -> Program:
     with_rate = [s for s in steps if s.rate_ml_day > 0 and s.daily_dose_mcg > 0]
     if with_rate:
         entered = with_rate[0].daily_dose_mcg / with_rate[0].rate_ml_day
-    return Program(start_s, str(status.mode), steps, entered, source="status")
+    mode = str(status.mode)
+    if mode == "stopped" and with_rate:
+        # the pump stopped itself (end of service, a fault) with its program unchanged: the
+        # stored program is still the prescription (docs/log-format.md 12.4, 12.6)
+        mode = "flex" if len(steps) > 1 else "simple_continuous"
+    return Program(start_s, mode, steps, entered, source="status")
 
 
 def collect(log: InterrogationLog, events: pd.DataFrame | None = None) -> Episodes:

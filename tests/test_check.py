@@ -182,7 +182,7 @@ def test_normal_year_with_an_mri_near_the_end_is_ok():
     assert r.summary[0] == ("No motor stall was found during or after the MRI (records, delivery history "
                             "and status).")
     assert "the pump delivered as programmed, within its labeled accuracy" in r.summary[-2]
-    assert r.summary[-1].startswith("OK is the pump's record only") and "child's signs" in r.summary[-1]
+    assert r.summary[-1].startswith("OK is from the pump's record only") and "child's signs" in r.summary[-1]
     assert r.missed_mcg < 1 and r.excess_mcg < 1
     assert r.notes == []
 
@@ -485,7 +485,8 @@ def test_text_output_has_verdict_summary_risks_actions_limits_and_disclaimer(cap
     assert "WITHDRAWAL RISK: HIGH" in out and "OVERDOSE RISK: NONE" in out
     assert "What the guideline says:" in out
     assert "    [5.1.3.3] DO NOT PERFORM A LUMBAR PUNCTURE" in out
-    assert "on medical order: Oral baclofen for 35 kg: 20 mg stat then every 4-6 h, maximum 120 mg/day." in out
+    assert ("on medical order: Oral baclofen for 35 kg: 20 mg stat then every 4-6 h, maximum "
+            "120 mg/day.") in out
     assert "EVIDENCE FROM THE LOG" in out
     assert "WHAT THE PUMP'S TELEMETRY CANNOT SHOW" in out and "Catheter kink or occlusion" in out
     assert out.rstrip().endswith(
@@ -660,7 +661,7 @@ def test_json_output_parses_with_the_documented_keys(capsys):
     rc, out, err = run_cli(capsys, *VERDICT_ARGS["REVIEW"], "--json", "--weight-kg", "19", "--tz", "UTC")
     d = json.loads(out)
     assert rc == 0 and err == ""
-    assert set(d) == TOP_KEYS and d["schema"] == "itb-check/1"
+    assert set(d) == TOP_KEYS | {"source"} and d["schema"] == "itb-check/1"
     assert d["verdict"] == "REVIEW" and d["weight_kg"] == 19
     assert d["interrogated_at"] == "2026-02-12T12:10:00+00:00"
     assert "the stall recovery is not logged as the rotor shows: interrogate again" in d["reasons"]

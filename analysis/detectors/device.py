@@ -3,10 +3,13 @@ spans when the pump was stopped (programmed stop, or stopped at EOS)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..context import Context
+from ..delivery_state import stall_like_runs
 from ..findings import Finding
 from ..timeutil import DAY, HOUR, fmt, hours
-from ._util import contiguous, flagged_runs, offsets
+from ._util import contiguous, offsets
 
 
 def _pump_clock_to_utc(ctx: Context, clock: int) -> int:
@@ -54,42 +57,59 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def stopped_spans(ctx: Context) -> list[tuple[int, int | None, tuple[int, ...], str]]:
-    """(start, end or None if still stopped, evidence, how) for every stopped span."""
-    spans: list[tuple[int, int | None, tuple[int, ...], str]] = []
+def stopped_spans(ctx: Context) -> list[tuple[int, int | None, tuple[int, ...], str, float | None]]:
+    """(start, end or None if still stopped, evidence, how, missed mcg or None) for every
+    stopped span: programmed stops, and stops the rows show (a ``stopped`` mode, or the pump
+    commanding less than its program asks for), placed inside their rows by the volume that
+    was not commanded."""
+    spans: list[tuple[int, int | None, tuple[int, ...], str, float | None]] = []
     rows = ctx.rows
     for ps in ctx.rec.program_spans:
         if ps.program.mode == "stopped" and ps.program.source == "log":
             last = ps is ctx.rec.program_spans[-1]
             spans.append((ps.start_s, None if last else ps.end_s, ps.program.offsets[:1],
-                          "programmed"))
-    if len(rows):
-        # a stop written as the mode, or a pump that commanded nothing while its program asked
-        # for drug (no stop record needed: docs/log-format.md section 12)
-        flags = ctx.state.stopped_mode | ctx.state.commanded_none
-        for a, b in flagged_runs(flags, contiguous(rows)):
-            s, e = int(rows["start_s"].iat[a]), int(rows["end_s"].iat[b])
-            if any(x[0] <= s + ctx.interval_s and (x[1] is None or x[1] >= e - ctx.interval_s)
-                   for x in spans):
-                continue
-            how = "delivery rows" if ctx.state.stopped_mode[a:b + 1].all() else "commanded nothing"
+                          "programmed", None))
+    if not len(rows):
+        return sorted(spans, key=lambda x: x[0])
+    st = ctx.state
+    s_arr, e_arr = rows["start_s"].to_numpy(), rows["end_s"].to_numpy()
+    iv = st.interval_s
+    min_s = ctx.rules.number("delivery", "unrecorded_stall_min_min") * 60
+    forced = st.stopped_mode & (st.stopped_s > 0)
+    missing = np.clip(rows["prescribed_mcg"].to_numpy(dtype=float)
+                      - rows["rotor_mcg"].to_numpy(dtype=float), 0, None)
+    for a, b in stall_like_runs(st.stopped_s, st.mostly_stopped, contiguous(rows), forced, min_s):
+        start = int(e_arr[a] - st.stopped_s[a]) if st.stopped_s[a] < iv[a] - 60 else int(s_arr[a])
+        if any(x[0] <= start + ctx.interval_s and (x[1] is None or x[1] >= e_arr[b] - ctx.interval_s)
+               for x in spans):
+            continue
+        how = "delivery rows" if st.stopped_mode[a:b + 1].all() else "commanded nothing"
+        if b > a and st.stopped_s[b] < iv[b] - 60:
+            end: int | None = int(s_arr[b] + st.stopped_s[b])  # restarted inside its last row
+        elif b + 1 < len(rows):
+            end = int(e_arr[b])
+        else:
             # the end of the history is not a restart: still stopped unless a later program
             # record restarts it
-            restarted = any(ps.start_s >= s and ps.program.mode != "stopped"
-                            and ps.program.source == "log" for ps in ctx.rec.program_spans
-                            if ps.start_s >= e - ctx.interval_s)
-            ongoing = b == len(rows) - 1 and not restarted
-            spans.append((s, None if ongoing else e, offsets(rows, [a, b]), how))
+            restarted = next((ps.start_s for ps in ctx.rec.program_spans
+                              if ps.start_s >= e_arr[b] - ctx.interval_s and ps.program.source == "log"
+                              and ps.program.mode != "stopped"), None)
+            end = None if restarted is None else int(restarted)
+        missed = float(missing[a:b + 1].sum())
+        tail_to = ctx.now_s if end is None else end
+        if tail_to > e_arr[b]:
+            missed += float(ctx.rec.prescribed_mcg.integral(int(e_arr[b]), tail_to))
+        spans.append((start, end, offsets(rows, [a, b]), how, missed))
     return sorted(spans, key=lambda x: x[0])
 
 
 def _stopped(ctx: Context, eos_t: int | None) -> list[Finding]:
     out = []
     now = ctx.now_s
-    for s, e, ev, how in stopped_spans(ctx):
+    for s, e, ev, how, row_missed in stopped_spans(ctx):
         before = ctx.rec.daily_dose_at(s - 1)
         dur = (e if e is not None else now) - s
-        missed = before * dur / DAY if before else None
+        missed = row_missed if row_missed is not None else (before * dur / DAY if before else None)
         at_eos = eos_t is not None and abs(s - eos_t) <= 2 * ctx.interval_s
         if at_eos and how != "programmed":
             s = eos_t  # the rows only show the interval it happened in

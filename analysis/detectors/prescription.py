@@ -36,7 +36,9 @@ def _titration(ctx: Context) -> list[Finding]:
     big_cut = r.number("titration_checks", "large_decrease_fraction")
     restart_h = r.number("titration", "restart_after_stop_hours")
     restart_frac = r.number("titration_checks", "restart_full_dose_fraction")
-    spans = [ps for ps in ctx.rec.program_spans if ps.program.source == "log"]
+    # an inferred program (from the rows, before the first record) is compared for a large
+    # cut only: its dose is an estimate, too rough to judge a titration step
+    spans = [ps for ps in ctx.rec.program_spans if ps.program.source in ("log", "inferred")]
     out: list[Finding] = []
     prev: Program | None = None
     last_increase: int | None = None
@@ -44,6 +46,15 @@ def _titration(ctx: Context) -> list[Finding]:
     for k, ps in enumerate(spans):
         p = ps.program
         end = spans[k + 1].start_s if k + 1 < len(spans) else None
+        if p.source == "inferred":
+            prev = p if p.mode != "stopped" else prev
+            continue
+        if prev is not None and prev.source == "inferred":
+            if p.mode != "stopped" and prev.daily_dose_mcg > 0 \
+                    and p.daily_dose_mcg / prev.daily_dose_mcg < 1 - big_cut:
+                out.append(_cut(p, prev, end, ctx))
+            prev = p
+            continue
         if p.mode == "stopped":
             stop_start = p.start_s if stop_start is None else stop_start
             continue
@@ -88,19 +99,7 @@ def _titration(ctx: Context) -> list[Finding]:
                 else:
                     excess = (new - old) * days_in_effect
             elif ratio < 1 - big_cut:
-                # a large cut: a reprogramming error or a fast wean (guideline 5.1.1.3, 5.1.1.8)
-                out.append(Finding(
-                    "dose_decrease", "warning", p.start_s, end,
-                    f"On {fmt(p.start_s)} the daily dose was cut by {100 * (1 - ratio):.0f}% in "
-                    f"one step ({old:g} to {new:g} mcg/day). A large decrease is a withdrawal "
-                    "risk: a reprogramming error, or weaning too fast (guideline 5.1.1.3 and "
-                    "5.1.1.8). Confirm the new dose was intended; watch for withdrawal signs "
-                    "(5.1.2).",
-                    ongoing=end is None, evidence=p.offsets[:1],
-                    missed_mcg=(old - new) * days_in_effect, daily_dose_mcg=old,
-                    direction="withdrawal",
-                    details={"previous_dose_mcg": old, "new_dose_mcg": new,
-                             "decrease_fraction": 1 - ratio, "override": p.override}))
+                out.append(_cut(p, prev, end, ctx))
             elif ratio > 1 + tol:
                 allowed = old * (1 + step_frac)
                 inpatient = p.start_s < inpatient_end
@@ -135,6 +134,24 @@ def _titration(ctx: Context) -> list[Finding]:
                                               "previous_dose_mcg": prev.daily_dose_mcg if prev else None}))
         prev = p
     return out
+
+
+def _cut(p: Program, prev: Program, end: int | None, ctx: Context) -> Finding:
+    """dose_decrease: a large cut is a reprogramming error or a fast wean (5.1.1.3, 5.1.1.8)."""
+    old, new = prev.daily_dose_mcg, p.daily_dose_mcg
+    days = ((end if end is not None else ctx.now_s) - p.start_s) / DAY
+    inferred = (" (the earlier dose is inferred from the delivery history: no program record "
+                "for it survives in the log)" if prev.source == "inferred" else "")
+    return Finding(
+        "dose_decrease", "warning", p.start_s, end,
+        f"On {fmt(p.start_s)} the daily dose was cut by {100 * (1 - new / old):.0f}% in one step "
+        f"({old:.0f} to {new:g} mcg/day){inferred}. A large decrease is a withdrawal risk: a "
+        "reprogramming error, or weaning too fast (guideline 5.1.1.3 and 5.1.1.8). Confirm the "
+        "new dose was intended; watch for withdrawal signs (5.1.2).",
+        ongoing=end is None, evidence=p.offsets[:1], missed_mcg=(old - new) * days,
+        daily_dose_mcg=old, direction="withdrawal",
+        details={"previous_dose_mcg": old, "new_dose_mcg": new, "decrease_fraction": 1 - new / old,
+                 "override": p.override, "previous_inferred": prev.source == "inferred"})
 
 
 def _concentration(ctx: Context) -> list[Finding]:

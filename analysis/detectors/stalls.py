@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..context import Context, Procedure
+from ..delivery_state import stall_like_runs
 from ..episodes import Mark
 from ..findings import Finding
 from ..timeutil import HOUR, fmt, hours
@@ -42,22 +43,20 @@ class StallEpisode:
 
 
 def _row_runs(ctx: Context) -> list[tuple[int, int]]:
-    """Runs of consecutive rows in which the rotor stood still for part of the row: stalled
-    seconds logged, or the rotor far short of what was commanded (a stall with no stalled
-    seconds is still a stall).  Rows that commanded nothing are stops, not stalls."""
+    """Runs of rows that show one stall each: logged stalled seconds, or the rotor short of
+    what was commanded (docs/log-format.md 12.12), record or not.  Rows that commanded
+    nothing are stops, not stalls."""
     rows = ctx.rows
     if rows.empty:
         return []
     st = ctx.state
-    stalled = st.rotor_still & ~st.commanded_none & ~st.stopped_mode
-    joined = contiguous(rows)
-    runs: list[list[int]] = []
-    for i in np.flatnonzero(stalled).tolist():
-        if runs and runs[-1][1] == i - 1 and joined[i]:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return [(a, b) for a, b in runs]
+    short = np.where(st.mostly_stopped, 0.0, st.stalled_s)
+    forced = rows["stalled_s"].to_numpy() > 0
+    s_arr, e_arr = rows["start_s"].to_numpy(), rows["end_s"].to_numpy()
+    for m in ctx.ep.stalls:  # a row holding a stall record shows that stall, however short
+        forced |= (s_arr <= m.time_s) & (m.time_s < e_arr) & (short > 0)
+    min_s = ctx.rules.number("delivery", "unrecorded_stall_min_min") * 60
+    return stall_like_runs(short, st.mostly_still & ~st.mostly_stopped, contiguous(rows), forced, min_s)
 
 
 def episodes(ctx: Context) -> list[StallEpisode]:
