@@ -422,7 +422,10 @@ def timeline(rec: Reconstruction, resolution: str | pd.Timedelta = "1h") -> pd.D
     out = pd.DataFrame(index=stamps(a))
     out.index.name = "start"
     out["end"] = stamps(b)
-    hrs = res / HOUR
+    # rates are averages over the part of each bin inside the analysed window: the first and
+    # last bins are partial, and a rate over the whole bin would make the prescription look
+    # lower there than the rows' delivery (which is averaged over the time the rows cover)
+    hrs = np.maximum(np.minimum(b, w1) - np.maximum(a, w0), 1) / HOUR
     basal_plus = rec.prescribed_mcg.integral(a, b)
     bol = rec.bolus_mcg.integral(a, b)
     out["prescribed_mcg_h"] = basal_plus / hrs
