@@ -18,6 +18,7 @@ def mri(
     recovery: str = "minutes",
     delay_s: int | None = None,
     late_log: bool = False,
+    logged: bool = True,
 ) -> None:
     """The MRI field stops the rotor from ``start`` for ``duration_s``.
 
@@ -25,7 +26,9 @@ def mri(
     ``never`` (the motor does not recover), ``telemetry`` (the pump was left alarming in
     telemetry mode: infusion resumes only when it is next interrogated).  ``delay_s``
     fixes the delay.  ``late_log``: the recovery record is only written at the next
-    interrogation, although the rotor turns again.
+    interrogation, although the rotor turns again.  ``logged`` False: a firmware fault leaves
+    the stall unrecorded (no stall records, no stalled seconds, the motor reported running):
+    only the rotor count in the delivery rows shows it (recovery ``never`` or after the delay).
     """
     if recovery not in MRI_RECOVERY:
         raise ValueError(f"MRI recovery must be one of {MRI_RECOVERY}, not {recovery!r}")
@@ -34,6 +37,9 @@ def mri(
         lo, hi = {"minutes": (60, 1200), "hours": (2 * 3600, 24 * 3600)}.get(recovery, (0, 0))
         delay_s = pump.rng.randint(lo, hi) if hi else 0
     pump.truth.add_event("mri", start, end, recovery=recovery, delay_s=delay_s, late_log=late_log)
+    if not logged:
+        _silent_stall(pump, start, None if recovery == "never" else end + delay_s, "mri")
+        return
 
     def begin() -> None:
         pump.late_recovery_log = late_log
@@ -122,3 +128,39 @@ def catheter_leak(pump: SimulatedPump, start: int, fraction: float = 1.0) -> Non
 def clock_reset(pump: SimulatedPump, at: int, reason: str = "watchdog") -> None:
     """The pump resets and its clock restarts from zero."""
     pump.at(at, lambda: pump.reset(reason))
+
+
+def _silent_stall(pump: SimulatedPump, start: int, end: int | None, cause: str) -> None:
+    """The rotor stands still from ``start`` to ``end`` (None: to the end) and nothing is
+    logged: a firmware fault the analysis must find from the rotor count alone."""
+    event: dict = {}
+
+    def on() -> None:
+        pump.silent_stalls.add(cause)
+        event.update(pump.truth.add_event("motor_stall", pump.now, None, cause=cause, logged=False))
+
+    def off() -> None:
+        pump.silent_stalls.discard(cause)
+        for ev in pump.truth.events:
+            if ev.get("cause") == cause and ev["kind"] == "motor_stall" and ev["end"] is None:
+                ev["end"] = pump.now
+
+    pump.at(start, on)
+    if end is not None:
+        pump.at(end, off)
+
+
+def halt(pump: SimulatedPump, start: int, duration_s: int | None = None) -> None:
+    """A firmware fault: from ``start`` the pump commands nothing (for ``duration_s``, or to the
+    end) and logs nothing: no stop record, the row mode and the status keep the program."""
+
+    def on() -> None:
+        pump.halted = True
+
+    def off() -> None:
+        pump.halted = False
+
+    pump.truth.add_event("pump_halt", start, None if duration_s is None else start + duration_s)
+    pump.at(start, on)
+    if duration_s is not None:
+        pump.at(start + duration_s, off)

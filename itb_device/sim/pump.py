@@ -131,6 +131,8 @@ class SimulatedPump:
         self.bolus: dict[str, Any] | None = None
         self._bolus_id = 0
         self.stall_reasons: set[str] = set()
+        self.silent_stalls: set[str] = set()  # firmware faults: the rotor stops, nothing is logged
+        self.halted = False  # firmware fault: nothing is commanded, nothing is logged
         self.stall_started: int | None = None
         self.stall_true_event: dict | None = None
         self.late_recovery_log = False
@@ -240,7 +242,7 @@ class SimulatedPump:
         basal = self._cum(self.pump_clock(t1)) - self._cum(self.pump_clock(t0))
         conc_rx = self.rx.concentration_mcg_ml
         intended = basal * conc_rx * self.intended_scale
-        cmd = 0.0 if self.eos else basal
+        cmd = 0.0 if self.eos or self.halted else basal
         bol = 0.0
         if self.bolus is not None:
             bol = min(self.bolus["remaining"], self.bolus["rate"] * dt)
@@ -250,6 +252,8 @@ class SimulatedPump:
         if self.stall_reasons and not self.eos:
             rotor = 0.0
             self._h_stalled += dt
+        elif self.silent_stalls:  # the rotor stands still and the firmware does not know it
+            rotor = 0.0
         else:
             x = cmd * self.rotor_factor + self.carry
             strokes = math.floor(x / self.cfg.stroke_ml + 1e-9)

@@ -38,6 +38,7 @@ EVENT_ACTIONS = {
     "intermittent_stalls",
     "over_infusion",
     "kink",
+    "halt",
     "leak",
     "clock_reset",
     *PROGRAMMER_ACTIONS,
@@ -298,6 +299,7 @@ def _programmer_step(
                     "override": override,
                     "concentration_mismatch": abs(rx.concentration_mcg_ml - pump.drug_conc) > 1e-6
                     and rx.mode != "stopped",
+                    "daily_dose_mcg": 0.0 if rx.mode == "stopped" else float(rx.daily_dose_mcg),
                 }
             )
         elif action == "refill":
@@ -335,6 +337,7 @@ def _schedule_exposure(pump: SimulatedPump, item: dict[str, Any], procedures: li
                 item.get("recovery", "minutes"),
                 None if delay is None else int(float(delay) * 60),
                 bool(item.get("late_log", False)),
+                bool(item.get("logged", True)),
             )
             procedures.append({"kind": "mri", "start": t, "end": t + dur})
         elif a == "diathermy":
@@ -361,5 +364,8 @@ def _schedule_exposure(pump: SimulatedPump, item: dict[str, Any], procedures: li
             exposures.catheter_leak(pump, t, float(item.get("fraction", 1.0)))
         elif a == "clock_reset":
             exposures.clock_reset(pump, t, item.get("reason", "watchdog"))
+        elif a == "halt":
+            dur = item.get("duration_min")
+            exposures.halt(pump, t, None if dur is None else int(float(dur) * 60))
     except (KeyError, ValueError, TypeError) as exc:
         raise ScenarioError(f"{w}: {a}: {exc}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import itertools
 import numpy as np
 
 from parsers.model import clock_to_datetime
@@ -87,6 +88,8 @@ def build_truth(result: ScenarioResult, rules: dict[str, Any]) -> dict[str, Any]
             expect("over_delivery", s, e)
         elif k == "battery_eri" and s <= end:
             expect("battery_eri", s, None)
+        elif k == "pump_halt" and s <= end:
+            expect("pump_stopped", s, e if e is not None and e <= end else None)
         elif k == "battery_eos" and s <= end:
             expect("battery_eos", s, None)
             expect("pump_stopped", s, None)
@@ -98,6 +101,11 @@ def build_truth(result: ScenarioResult, rules: dict[str, Any]) -> dict[str, Any]
     for r in result.programming:
         if r["concentration_mismatch"]:
             expect("concentration_mismatch", r["t"], None)
+    cut = rules["titration_checks"]["large_decrease_fraction"]
+    doses = [r for r in result.programming if r.get("daily_dose_mcg")]
+    for old, new in itertools.pairwise(doses):  # a large cut (guideline 5.1.1.3, 5.1.1.8)
+        if new["daily_dose_mcg"] < (1 - cut) * old["daily_dose_mcg"]:
+            expect("dose_decrease", new["t"], None)
     if "empty_reservoir" in _alarms_raised(result):
         t = _first_alarm(result, "empty_reservoir")
         expect("empty_reservoir", t, None)
