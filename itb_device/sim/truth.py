@@ -8,9 +8,9 @@ are the scenario author's clinical label (``[expected_risk]`` in the scenario fi
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-import itertools
 import numpy as np
 
 from parsers.model import clock_to_datetime
