@@ -7,13 +7,14 @@ tables and dataclasses ``parsers`` produces.  It supports, and does not replace,
 manufacturer's clinician programmer and clinical judgement.
 """
 
+from clinical.rules import Rules, get_rules
+
 from .assessment import DISCLAIMER, TELEMETRY_BLIND_SPOTS, Assessment, analyse
 from .context import Procedure
 from .findings import FINDING_KINDS, Finding, findings_frame
 from .pk import PkParameters, csf_estimate
 from .reconstruct import reconstruct
 from .risk import LEVELS, Action, Risk
-from .rules import Rules, get_rules
 
 __all__ = [
     "DISCLAIMER", "FINDING_KINDS", "LEVELS", "TELEMETRY_BLIND_SPOTS", "Action", "Assessment",

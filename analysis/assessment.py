@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinical.rules import Rules, get_rules
 from parsers import InterrogationLog, read_log
 
 from .context import Context, Procedure, coerce_procedures
@@ -20,7 +21,6 @@ from .findings import Finding, findings_frame
 from .pk import PkParameters, csf_estimate
 from .reconstruct import Reconstruction, build, timeline
 from .risk import Risk, assess
-from .rules import Rules, get_rules
 from .timeutil import HOUR, fmt, stamp, to_seconds
 
 DISCLAIMER = ("This software supports, and does not replace, the manufacturer's clinician "
@@ -177,7 +177,8 @@ def analyse(log: InterrogationLog | str | Path,
 
     ``log`` is an :class:`InterrogationLog` (or a path, read with ``read_log``);
     ``procedures`` are MRI/diathermy windows (``Procedure`` or dicts with ``kind``,
-    ``start_utc``, ``end_utc``); ``weight_kg`` picks the oral baclofen regimen; ``rules``
+    ``start_utc``, ``end_utc``); ``weight_kg`` picks the oral baclofen regimen (a weight outside
+    ``[patient] weight_kg_range`` raises ``clinical.rules.InputError``); ``rules``
     overrides clinical numbers (a TOML path, a dict, or ``Rules``); ``resolution`` is the
     timeline bin width.  ``reconstruction``: one already built from this log with these
     rules (``reconstruct.build``), so a caller that has one (the research tables) does not
@@ -186,6 +187,8 @@ def analyse(log: InterrogationLog | str | Path,
     if not isinstance(log, InterrogationLog):
         log = read_log(log)
     r = get_rules(rules)
+    if weight_kg is not None:
+        weight_kg = r.check_weight(weight_kg)  # [patient] weight_kg_range: a slip never reaches a dose
     procs = coerce_procedures(procedures)
     rec = reconstruction if reconstruction is not None else build(log, r)
     tl = timeline(rec, resolution)

@@ -48,11 +48,11 @@ from typing import Any, Literal, TextIO
 
 import pandas as pd
 
+from clinical.rules import DEFAULT_LABEL, ENV_VAR, get_rules
 from parsers import LogFormatError, read_log
 from parsers.writer import atomic_write_bytes
 
 from . import history
-from .rules import get_rules
 
 Engine = Literal["local", "dask"]
 PART_FORMAT = 1
@@ -276,7 +276,7 @@ def plan(found: Sequence[tuple[Path, str]], out_dir: str | Path, *,
     parts = Path(out_dir).resolve() / "parts"
     procedures = procedures or {}
     by_serial = tuple(procedures.get("", ()))
-    rules = rules or os.environ.get("ITB_CLINICAL_RULES") or None
+    rules = rules or os.environ.get(ENV_VAR) or None
     common = {"version": package_version(), "format": PART_FORMAT, "rules": _rules_digest(rules)}
     tasks, failures = [], []
     for path, log_id in found:
@@ -716,6 +716,72 @@ def write_plots(out_dir: str | Path, tables: Mapping[str, pd.DataFrame],
     return written
 
 
+# ----- leftovers of a killed run ---------------------------------------------------------------
+
+_STAGE_DIR = re.compile(r"^\.(?:combine|old-[a-z]+)-(?P<pid>\d+)$")
+_TEMP_FILE = re.compile(r"^\..+?\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]{8}\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return pid > 0
+
+
+def _open_files() -> set[str] | None:
+    """Every file a process on this machine has open (from /proc), or None without /proc."""
+    if not os.path.isdir("/proc/self/fd"):
+        return None
+    found: set[str] = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return found
+
+
+def remove_stale_work(out_dir: str | Path) -> list[str]:
+    """Remove what a run that was killed (SIGKILL, a power cut) left in ``out_dir``: its
+    ``.combine-PID/`` and ``.old-SUB-PID/`` folders, once process PID is gone, and the temporary
+    files of its atomic writes (``.NAME.*.tmp`` in ``out_dir``, ``parts/`` and ``plots/``) that no
+    live process is writing (dead process id in the name; without one, open by no process and
+    older than 2 s, or than an hour where /proc cannot tell).  Returns the names removed."""
+    out = Path(out_dir)
+    gone: list[str] = []
+    if not out.is_dir():
+        return gone
+    for d in out.iterdir():
+        m = _STAGE_DIR.match(d.name)
+        if m and d.is_dir() and not d.is_symlink() and not _pid_alive(int(m["pid"])):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d.name)
+    temps = [p for sub in (out, out / "parts", out / "plots") if sub.is_dir()
+             for p in sub.glob(".*.tmp") if _TEMP_FILE.match(p.name) and p.is_file()]
+    open_now = _open_files() if any(not _TEMP_FILE.match(p.name)["pid"] for p in temps) else set()
+    for p in temps:
+        pid = _TEMP_FILE.match(p.name)["pid"]
+        try:
+            age = time.time() - p.stat().st_mtime
+        except OSError:
+            continue
+        if pid:
+            stale = not _pid_alive(int(pid))
+        elif open_now is None:
+            stale = age > 3600
+        else:
+            stale = age >= 2 and str(p.resolve()) not in open_now
+        if stale:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                gone.append(str(p.relative_to(out)))
+    return gone
+
+
 # ----- the whole run ------------------------------------------------------------------------
 
 def run_cohort(paths: Iterable[str | Path], out_dir: str | Path, *, workers: int | None = None,
@@ -762,6 +828,8 @@ def run_cohort(paths: Iterable[str | Path], out_dir: str | Path, *, workers: int
         (out / "parts").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CohortError(f"cannot create {out / 'parts'}: {exc.strerror or exc}") from exc
+    for name in remove_stale_work(out):
+        logging.getLogger("analysis.cohort").info("removed %s, left by a run that was killed", out / name)
     tasks, more = plan(found, out, procedures=procs, truth_sidecar=truth_sidecar, rules=rules)
     failures += more
     todo = [t for t in tasks if not (resume and Path(t.part).is_file())]
@@ -806,7 +874,7 @@ def run_cohort(paths: Iterable[str | Path], out_dir: str | Path, *, workers: int
         "logs": run.logs, "processed_now": run.processed, "resumed": run.resumed,
         "failures": len(failures), "rows": rows, "seconds": round(run.seconds, 3),
         "work_seconds": round(run.work_seconds, 3), "plots": plots_written,
-        "rules": rules or os.environ.get("ITB_CLINICAL_RULES") or "parsers/clinical_rules.toml",
+        "rules": rules or os.environ.get(ENV_VAR) or DEFAULT_LABEL,
         "finished_utc": pd.Timestamp.now("UTC").isoformat(),
     }
     atomic_write_bytes(out / "manifest.json", [(json.dumps(manifest, indent=1) + "\n").encode()])

@@ -9,12 +9,12 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from clinical.rules import Rules
 from parsers import InterrogationLog
 
 from .delivery_state import RowState, StatusNow, row_state, status_now
 from .episodes import Episodes
 from .reconstruct import Reconstruction
-from .rules import Rules
 from .timeutil import HOUR, ts_seconds
 
 

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from clinical.rules import Rules
 from parsers import InterrogationLog
-
-from .rules import Rules
 
 #: Status alarms that mean the pump may not be delivering (docs/log-format.md section 12).
 CRITICAL_ALARMS: tuple[str, ...] = ("motor_stall", "empty_reservoir", "eos", "low_battery_reset",

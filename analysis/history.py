@@ -6,7 +6,7 @@ Each table is a :class:`pandas.DataFrame` with a fixed, typed schema (``SCHEMAS`
 dataset.  They are built on the same reconstruction and paired events the analysis uses
 (``analysis.reconstruct.build``, ``analysis.episodes``, the stall detector's episodes), so a
 table never disagrees with a finding about what the log says.  Clinical limits come from
-``parsers/clinical_rules.toml``.  A damaged log gives fewer rows, never an exception; the
+``clinical/clinical_rules.toml``.  A damaged log gives fewer rows, never an exception; the
 summary says how many problems the reader found.  Columns and units: ``docs/research.md``.
 """
 
@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinical.rules import Rules, get_rules
+from clinical.titration import TitrationLimits, in_hospital_window_end_s, judge_step
 from parsers import InterrogationLog
 
 from .assessment import Assessment, analyse
@@ -27,7 +29,6 @@ from .context import Context, Procedure, coerce_procedures
 from .detectors.stalls import episodes as stall_episodes
 from .piecewise import Piecewise, overlaps
 from .reconstruct import Reconstruction, build
-from .rules import Rules, get_rules
 from .timeutil import DAY, HOUR
 
 UTC_NS = "datetime64[ns, UTC]"
@@ -294,19 +295,10 @@ def _implant_s(log: InterrogationLog) -> int:
 
 
 def _titration(b: _Basis) -> pd.DataFrame:
-    r = b.rules
-    frac = r.number("titration", "max_step_fraction")
-    min_gap = r.number("titration", "min_step_interval_days") * DAY
-    max_dose = r.number("titration", "max_daily_dose_mcg")
-    inpatient_step = r.number("titration", "inpatient_step_mcg_day")
-    restart_h = r.number("titration", "restart_after_stop_hours")
-    restart_frac = r.number("titration_checks", "restart_full_dose_fraction")
-    unit_ratio = r.number("titration_checks", "unit_error_ratio")
-    tol = r.number("titration_checks", "dose_change_tolerance")
-    try:
-        inpatient_end = _implant_s(b.log) + (r.number("titration_checks", "inpatient_days") + 1) * DAY
-    except (ValueError, OverflowError):
-        inpatient_end = -np.inf
+    """Each step judged by the one titration judgement (:mod:`clinical.titration`), the one the
+    detectors and the programmer use."""
+    limits = TitrationLimits.from_rules(b.rules)
+    inpatient_end = in_hospital_window_end_s(b.log.header.implant_date, limits)
     cols: dict[str, list[Any]] = {c: [] for c in SCHEMAS["titration"]}
     prev_dose: float | None = None
     last_t: int | None = None
@@ -320,39 +312,32 @@ def _titration(b: _Basis) -> pd.DataFrame:
         t, new = p.start_s, p.daily_dose_mcg
         old: float | None = prev_dose
         stopped_h = np.nan
-        step_ok = interval_ok = True
         inpatient = t < inpatient_end
+        since = None if last_increase is None else (t - last_increase) / DAY
         if prev_dose is None:
             kind = "initial"
+            j = judge_step(None, new, limits, in_hospital=inpatient)
         elif new <= 0 and prev_dose <= 0:
             continue
         elif new <= 0:
             kind, stop_start, pre_stop = "stop", t, prev_dose
+            j = judge_step(prev_dose, new, limits, in_hospital=inpatient)
         elif prev_dose <= 0:
             kind, old = "restart", pre_stop
             stopped_h = (t - stop_start) / HOUR if stop_start is not None else np.nan
-            if old is not None and old > 0:
-                if stopped_h >= restart_h:
-                    step_ok = new < restart_frac * old
-                    last_increase = None
-                else:
-                    step_ok = new <= old * (1 + frac) * (1 + 1e-9)
-        elif abs(new - prev_dose) <= tol * prev_dose:
-            continue
-        elif new > prev_dose:
-            kind = "increase"
-            allowed = prev_dose * (1 + frac)
-            if inpatient:
-                allowed = max(allowed, prev_dose + inpatient_step)
-            step_ok = new <= allowed * (1 + 1e-9) and new / prev_dose < unit_ratio
-            interval_ok = inpatient or last_increase is None or t - last_increase >= min_gap
+            j = judge_step(old, new, limits, in_hospital=inpatient, days_since_increase=since,
+                           stopped_h=None if np.isnan(stopped_h) else stopped_h)
+            if j.kind == "restart":
+                last_increase = None
         else:
-            kind = "decrease"
-            step_ok = new / prev_dose > 1 / unit_ratio
+            j = judge_step(prev_dose, new, limits, in_hospital=inpatient, days_since_increase=since)
+            if j.kind == "same":
+                continue
+            kind = j.kind
+        step_ok, interval_ok, max_ok = j.step_ok, j.interval_ok, j.max_ok
         since_inc = (t - last_increase) / DAY if last_increase is not None and kind != "initial" else np.nan
-        if kind == "increase":
+        if j.kind == "increase":
             last_increase = t
-        max_ok = new <= max_dose
         old_v = np.nan if old is None else float(old)
         cols["time_utc"].append(t)
         cols["kind"].append(kind)

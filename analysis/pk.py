@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .rules import Rules, get_rules
+from clinical.rules import Rules, get_rules
+
 from .timeutil import HOUR
 
 

@@ -20,11 +20,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
+from clinical.rules import Rules, get_rules
 from parsers import InterrogationLog
 
 from . import history
 from .context import Procedure, coerce_procedures
-from .rules import Rules, get_rules
 
 COLORS = {"prescribed": "#1f77b4", "commanded": "#7f7f7f", "delivered": "#d62728",
           "refill": "#2ca02c", "alarm": "#ff7f0e", "missing": "#dddddd"}

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from clinical.rules import Rules, get_rules
 from parsers import InterrogationLog
 from parsers.model import ITB_EPOCH_UNIX_S
 
 from .episodes import Episodes, Program, Step, collect, program_from_status
 from .piecewise import Piecewise, merge_spans, overlaps
-from .rules import Rules, get_rules
 from .timeutil import DAY, HOUR, stamps, to_seconds, ts_seconds
 
 

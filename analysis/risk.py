@@ -16,9 +16,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from clinical.rules import Rules
+
 from .context import Context
 from .findings import Finding
-from .rules import Rules
 from .timeutil import DAY, HOUR, fmt, to_seconds
 
 LEVELS: tuple[str, ...] = ("none", "cannot_rule_out", "low", "moderate", "high")

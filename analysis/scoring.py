@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from clinical.rules import Rules
+
 from .assessment import Assessment, analyse
 from .findings import Finding
-from .rules import Rules
 from .timeutil import HOUR, ts_seconds
 
 INF = float("inf")

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
+
+from itb_device._startup import quiet_interrupt as _quiet_interrupt
 
 # sub-command -> module in itb_device.commands; each has register(parser) and run(args).
 COMMANDS: dict[str, str] = {
@@ -74,19 +77,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_pressed: list[int] = []  # Ctrl-C seen while main() ran as the itb command
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    _pressed.append(signum)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``itb`` command; returns the exit status."""
+    quiet = signal.getsignal(signal.SIGINT) is _quiet_interrupt
+    if quiet:  # from here Ctrl-C is a KeyboardInterrupt, handled at every stage below
+        signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return _main(argv)
+    except Exception:
+        if _pressed:  # Ctrl-C inside an import can surface as another error (an ImportError ...)
+            print("itb: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        raise
+    finally:
+        if quiet and signal.getsignal(signal.SIGINT) is _interrupt:
+            signal.signal(signal.SIGINT, _quiet_interrupt)  # and again while Python shuts down
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
     except KeyboardInterrupt:  # Ctrl-C while the command starts
         print("itb: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    logging.basicConfig(level=logging.WARNING, format=f"itb {args.command}: %(levelname)s: %(message)s")
     try:
+        logging.basicConfig(level=logging.WARNING, format=f"itb {args.command}: %(levelname)s: %(message)s")
+        from clinical.rules import RulesError
         from itb_device.errors import DeviceError
         from parsers import LogFormatError
-        from parsers.clinical_rules import RulesError
     except KeyboardInterrupt:
         print(f"itb {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -106,9 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    """The exception's message on one line (a message from a library may hold newlines)."""
+    """The exception's message on one line (a message from a library may hold newlines), any
+    control character in it escaped (it may quote a log or a pump)."""
+    from itb_device.commands._text import printable
+
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return " ".join(lines) or type(exc).__name__
+    return printable(" ".join(lines) or type(exc).__name__)
 
 
 if __name__ == "__main__":

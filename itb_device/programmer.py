@@ -10,18 +10,28 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from clinical.rules import Rules, get_rules
+from clinical.titration import TitrationLimits, in_hospital_window, judge_step
 from parsers import LogImage, Status
-from parsers.clinical_rules import load_rules
 from parsers.model import datetime_to_clock
 from parsers.writer import atomic_write_bytes, encode_log
 
-from .errors import LinkError, ProgrammerRefused, ReadOnlyPump, TransientLinkError
+from . import safety
+from .errors import (
+    BolusOutcomeUnknown,
+    InvalidValue,
+    LinkError,
+    ProgrammerRefused,
+    ReadOnlyPump,
+    TransientLinkError,
+)
 from .prescription import Prescription
 
 log = logging.getLogger("itb_device")
@@ -50,11 +60,11 @@ class PumpProgrammer(ABC):
     read_only = False
 
     def __init__(
-        self, *, timeout: float = 5.0, retries: int = 2, rules: dict[str, Any] | None = None
+        self, *, timeout: float = 5.0, retries: int = 2, rules: Rules | Mapping[str, Any] | None = None
     ) -> None:
         self.timeout = timeout
         self.retries = retries
-        self.rules = rules or load_rules()
+        self.rules = get_rules(rules)
         self._closed = False
 
     # ----- public policy ------------------------------------------------------------------
@@ -76,48 +86,80 @@ class PumpProgrammer(ABC):
         return Path(path)
 
     def program(
-        self, rx: Prescription, *, override: bool = False, reason: str = "", **pump_options: Any
+        self,
+        rx: Prescription,
+        *,
+        override: bool = False,
+        reason: str = "",
+        in_hospital: bool = False,
+        max_daily_dose_mcg: float | None = None,
+        operator: int | str | None = None,
+        note: str = "",
+        **pump_options: Any,
     ) -> None:
-        """Program a prescription after the guideline checks (see :meth:`check_prescription`)."""
+        """Program a prescription after the guideline checks (see :meth:`check_prescription`) and
+        the titration window across programs and sessions (:func:`itb_device.safety.history_problems`).
+
+        An override needs ``reason`` (one of :data:`itb_device.safety.OVERRIDE_REASONS`) and
+        ``operator`` (the staff number of the clinician who gives it); the pump logs both in an
+        ``override_note`` record.  ``note`` (free text) goes to this programmer's log only."""
         self._writable("programming")
-        problems = self.check_prescription(rx)
+        safety.check_prescription_values(rx)
+        safety.check_intended(pump_options.get("intended_daily_dose_mcg"))
+        problems = self.check_prescription(rx, in_hospital=in_hospital, max_daily_dose_mcg=max_daily_dose_mcg)
+        problems += [p for p in safety.history_problems(
+            self, rx, in_hospital=in_hospital, max_daily_dose_mcg=max_daily_dose_mcg) if p not in problems]
         if problems and not override:
             raise ProgrammerRefused(
-                "; ".join(problems) + " (pass override=True with a reason to program it anyway)"
+                "; ".join(problems) + " (pass override=True with a reason and the operator to program it "
+                "anyway)"
             )
         if problems:
+            code, staff = safety.override_note(reason, operator)
+            pump_options.update(override_reason=code, operator_id=staff)
             log.warning(
-                "override of programmer checks (%s): %s",
-                reason or "no reason given",
+                "override of programmer checks by operator %d (%s%s): %s",
+                staff,
+                code,
+                f": {note}" if note else "",
                 "; ".join(problems),
             )
         self._call("program", lambda: self._program(rx, bool(problems) and override, **pump_options))
         log.info("programmed %s", rx)
 
-    def check_prescription(self, rx: Prescription) -> list[str]:
-        """The guideline's titration rules broken by ``rx`` (empty if none).
+    def check_prescription(
+        self, rx: Prescription, *, in_hospital: bool = False, max_daily_dose_mcg: float | None = None
+    ) -> list[str]:
+        """The guideline's rules broken by ``rx`` (empty if none).
 
-        More than +15 % of the daily dose in one step (guideline 4.1.4), more than
-        1000 mcg/day (4.1.5), or a concentration that does not match the drug in the
-        reservoir (the status snapshot's concentration, entered at the last refill).
-        Numbers come from the clinical rules file.
+        The titration judgement is the one the analysis uses (:func:`clinical.titration.judge_step`):
+        more than +15 % of the daily dose in one step (guideline 4.1.4), or, with
+        ``in_hospital=True`` in the 3 days after the implant, more than the larger of that and
+        +50 mcg/day (4.1.3; the pump's implant date and clock are read to confirm the days);
+        a daily dose above the child's maximum (``max_daily_dose_mcg``) or, without one, above
+        the 1000 mcg/day upper limit reached in significant dystonia (4.1.5); a dose changed
+        500-fold (a unit error).  Also a concentration that does not match the drug in the
+        reservoir (the status snapshot's concentration, entered at the last refill).  Numbers
+        come from the clinical rules file.
         """
-        t = self.rules["titration"]
-        minimum = self.rules["pump"]["minimum_rate_mode_ml_day"]
+        limits = TitrationLimits.from_rules(self.rules)
+        minimum = self.rules.number("pump", "minimum_rate_mode_ml_day")
         status = self.interrogate()
-        problems = []
         new = rx.total_daily_dose_mcg(minimum)
         old = status.daily_dose_mcg_day if status.mode != "stopped" else 0.0
-        if new > t["max_daily_dose_mcg"]:
-            problems.append(
-                f"{new:g} mcg/day exceeds the maximum of {t['max_daily_dose_mcg']} mcg/day (guideline 4.1.5)"
-            )
-        if old > 0 and new > old * (1 + t["max_step_fraction"]) + 1e-9:
-            problems.append(
-                f"{new:g} mcg/day is {100 * (new / old - 1):.0f}% above the current "
-                f"{old:g} mcg/day; one step may add at most "
-                f"{100 * t['max_step_fraction']:.0f}% (guideline 4.1.4)"
-            )
+        hospital, why_not = (self._in_hospital_window(limits) if in_hospital else (False, ""))
+        judged = judge_step(old, new, limits, in_hospital=hospital,
+                            max_daily_dose_mcg=max_daily_dose_mcg, before="current")
+        problems = list(judged.problems)
+        if in_hospital and not hospital and not judged.step_ok and not judged.unit_error:
+            problems.append(why_not)
+        if max_daily_dose_mcg is not None and max_daily_dose_mcg > limits.upper_limit_mcg_day:
+            log.warning("this child's maximum of %g mcg/day is above the %g mcg/day upper limit reached "
+                        "in significant dystonia (guideline 4.1.5)", max_daily_dose_mcg,
+                        limits.upper_limit_mcg_day)
+        if judged.large_cut:
+            log.warning("%g to %g mcg/day is a cut of %.0f%%: a withdrawal risk if not intended "
+                        "(guideline 5.1.1.3, 5.1.1.8)", old, new, 100 * (1 - new / old))
         drug = status.concentration_mcg_ml  # the drug in the reservoir, as entered at refill
         if rx.mode != "stopped" and abs(rx.concentration_mcg_ml - drug) > 1e-6:
             problems.append(
@@ -127,26 +169,85 @@ class PumpProgrammer(ABC):
             )
         return problems
 
+    def _in_hospital_window(self, limits: TitrationLimits) -> tuple[bool, str]:
+        """Whether the pump's clock is still in the in-hospital window after its implant date
+        (from the log header), and if not, the sentence that says so."""
+        header = self.read_log().header
+        now_s = header.interrogated_at.timestamp()
+        if in_hospital_window(header.implant_date, now_s, limits):
+            return True, ""
+        return False, (
+            f"the in-hospital step of +{limits.inpatient_step_mcg_day:g} mcg/day is for the "
+            f"{limits.inpatient_days:g} days after the implant (guideline 4.1.3), and this pump was "
+            f"implanted on {header.implant_date.isoformat()}"
+        )
+
     def refill(self, volume_ml: float, concentration_mcg_ml: float, **pump_options: Any) -> RefillResult:
         """Empty the reservoir (measuring the residual) and fill it with new drug."""
         self._writable("a refill")
+        safety.check_refill_values(volume_ml, concentration_mcg_ml)
         res = self._call("refill", lambda: self._refill(volume_ml, concentration_mcg_ml, **pump_options))
         log.info("refill: %s", res)
         return res
 
-    def bolus(self, dose_mcg: float, *, kind: str = "clinician", duration_min: float = 1.0) -> int:
-        """Give a clinician, priming or bridge bolus; returns the pump's bolus id."""
+    def bolus(
+        self, dose_mcg: float, *, kind: str = "clinician", duration_min: float = 1.0, key: int | None = None
+    ) -> int:
+        """Give a clinician, priming or bridge bolus; returns the pump's bolus id.
+
+        Refused above the clinical rules' limit for its kind (``[boluses] max_dose_mcg``,
+        ``max_duration_min``), which the pump checks again.  Every request carries an
+        idempotency ``key`` (by default a new random one): the pump gives at most one bolus per
+        key.  When no answer comes, the programmer asks the pump what became of the key before
+        it reports anything; if even that fails it raises :class:`BolusOutcomeUnknown` (the pump
+        may have started the bolus), and the same call again on this programmer, or
+        ``key=exc.key`` on any, finds out without giving it twice."""
         self._writable("a bolus")
-        if kind not in BOLUS_KINDS:
-            raise ProgrammerRefused(f"bolus kind must be one of {', '.join(BOLUS_KINDS)}")
-        if dose_mcg <= 0 or duration_min <= 0:
-            raise ProgrammerRefused("bolus dose and duration must be positive")
-        return self._call("bolus", lambda: self._bolus(kind, dose_mcg, int(duration_min * 60)))
+        dose, duration_s = safety.check_bolus_values(kind, dose_mcg, duration_min)
+        problem = safety.bolus_limit_problem(kind, dose, duration_s, self.rules)
+        if problem is not None:
+            raise ProgrammerRefused(problem)
+        request = (kind, round(dose * 1000), duration_s)
+        pending: tuple[int, tuple] | None = self.__dict__.get("_unknown_bolus")
+        if key is not None:
+            key = safety.integer(key, "bolus key", low=1)
+        elif pending is not None and pending[1] == request:
+            key = pending[0]  # the same bolus asked again after an unknown outcome: ask with its key
+        if pending is not None and key != pending[0]:
+            self._resolve_unknown_bolus(pending[0])
+        key = key if key is not None else (secrets.randbits(32) or 1)
+        try:
+            bolus_id = self._call("bolus", lambda: self._bolus(kind, dose, duration_s, key))
+        except BolusOutcomeUnknown:
+            self._unknown_bolus = (key, request)
+            raise
+        except Exception:
+            self._unknown_bolus = None  # refused, or confirmed not given: the outcome is known
+            raise
+        self._unknown_bolus = None
+        return bolus_id
+
+    def _resolve_unknown_bolus(self, key: int) -> None:
+        """Before another bolus, find out what became of one whose outcome is unknown."""
+        try:
+            state, bolus_id = self._call("bolus query", lambda: self._bolus_state(key))
+        except LinkError as exc:
+            raise BolusOutcomeUnknown(
+                f"the outcome of the previous bolus (key {key:#010x}) is still unknown ({exc}); find out "
+                "first (the same bolus() call again asks the pump) before giving another", key) from exc
+        log.warning("the previous bolus (key %#010x) was %s", key,
+                    f"given (bolus id {bolus_id})" if state else "not given")
+        self._unknown_bolus = None
 
     def set_clock(self, when: dt.datetime | None = None) -> None:
         """Set the pump clock to ``when`` (aware), by default the programmer's UTC now."""
         self._writable("setting the clock")
-        clock = None if when is None else datetime_to_clock(when)
+        try:
+            clock = None if when is None else safety.check_clock(datetime_to_clock(when))
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            if isinstance(exc, InvalidValue):
+                raise
+            raise InvalidValue(f"set_clock needs an aware datetime: {exc}") from exc
         self._call("set clock", lambda: self._set_clock(clock))
 
     def close(self) -> None:
@@ -194,7 +295,12 @@ class PumpProgrammer(ABC):
     def _refill(self, volume_ml: float, concentration_mcg_ml: float, **opts: Any) -> RefillResult:
         raise ReadOnlyPump("this backend cannot refill a pump")
 
-    def _bolus(self, kind: str, dose_mcg: float, duration_s: int) -> int:
+    def _bolus(self, kind: str, dose_mcg: float, duration_s: int, key: int) -> int:
+        raise ReadOnlyPump("this backend cannot give a bolus")
+
+    def _bolus_state(self, key: int) -> tuple[int, int]:
+        """``(state, bolus id)`` of the bolus asked for under ``key``: 0 not given, 1 running,
+        2 ended (see :meth:`itb_device.sim.pump.SimulatedPump.bolus_by_key`)."""
         raise ReadOnlyPump("this backend cannot give a bolus")
 
     def _set_clock(self, clock: int | None) -> None:

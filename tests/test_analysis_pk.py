@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.pk import PkParameters, csf_estimate, simulate
-from analysis.rules import get_rules
+from clinical.rules import get_rules
 
 P = PkParameters(half_life_h=1.5, clearance_ml_h=30.0)
 

@@ -28,7 +28,8 @@ def test_big_step_too_soon_with_override(tmp_path):
     a = analyse_built(b, tmp_path, b.t(days=14))
     f = one(a, "titration_violation")
     assert f.start_s == unix(b.t(days=12)) and f.ongoing
-    assert "+50%" in f.explanation and "2.0 days" in f.explanation
+    assert "495 mcg/day is 50% above the previous 330 mcg/day" in f.explanation
+    assert "2.0 days" in f.explanation
     assert "overridden" in f.explanation and f.details["override"]
     assert f.excess_mcg == pytest.approx((495 - 330 * 1.15) * (2 - 10 / 86400), rel=0.01)
     assert a.overdose.level in ("low", "moderate")

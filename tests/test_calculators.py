@@ -4,6 +4,7 @@ oral baclofen for withdrawal 5.1.4.  Expected numbers are worked out by hand bel
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 
@@ -11,6 +12,7 @@ import pytest
 
 # the module, not its functions: pytest would collect a function named test_dose as a test
 from analysis import calculators as calc
+from clinical.rules import InputError
 
 
 @pytest.fixture(autouse=True)
@@ -20,24 +22,26 @@ def _default_rules(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
-# Test dose (3.1.5): "4 - 7 years / < 18 kg": spasticity 25, dystonia 50-75;
-# "> 7 years / > 18 kg": spasticity 50, 75 or 100, dystonia 50-100.
-# The rules read "7 years or younger, or under 18 kg" as the younger group: 7 years exactly is
-# younger, 18 kg exactly is not "under 18 kg" (the guideline leaves exactly 18 kg open).
+# Test dose (3.1.5): "4 - 7 years / < 18kg": spasticity 25, dystonia 50-75;
+# "> 7 years / > 18kg": spasticity "50, 75 or 100 micrograms, depending on severity of
+# spasticity", dystonia 50-100.  The age is in completed years (a child of 7 1/2 is 7: in
+# "4 - 7 years", at the boundary, warned).  18 kg itself is in neither band: the lower doses,
+# warned.  Under 4 years the guideline gives no dose: refused.
 
 TEST_DOSES = [
     # age, weight, indication, doses, group
     (4, 15, "spasticity", [25], "young"),
-    (7, 30, "spasticity", [25], "young"),  # 7 years is in "4 - 7 years"
-    (7.01, 30, "spasticity", [50, 75, 100], "older"),
+    (7, 30, "spasticity", [25], "young"),  # 7 completed years is in "4 - 7 years"
+    (8, 30, "spasticity", [50, 75, 100], "older"),
     (8, 17.9, "spasticity", [25], "young"),  # older but under 18 kg: the lighter doses
-    (8, 18, "spasticity", [50, 75, 100], "older"),
+    (8, 18, "spasticity", [25], "young"),  # 18 kg: in neither band, the lower doses
     (8, 18.1, "spasticity", [50, 75, 100], "older"),
     (6, 25, "spasticity", [25], "young"),  # heavy but 7 or younger
     (7, 20, "dystonia", [50, 75], "young"),
-    (7.01, 20, "dystonia", [50, 100], "older"),
+    (8, 20, "dystonia", [50, 100], "older"),
     (10, 17.9, "dystonia", [50, 75], "young"),
-    (10, 18, "dystonia", [50, 100], "older"),
+    (10, 18, "dystonia", [50, 75], "young"),
+    (10, 18.1, "dystonia", [50, 100], "older"),
 ]
 
 
@@ -55,25 +59,48 @@ def test_test_dose_by_age_weight_and_indication(age, weight, indication, doses, 
 def test_test_dose_text_gives_doses_and_volumes():
     young = calc.test_dose(5, 16)
     assert "25 mcg (0.5 mL of 50 mcg/mL)" in young.text
-    assert "7 years or younger, or under 18 kg" in young.text
+    assert "(5 years, 16 kg: 4-7 years or under 18 kg)" in young.text
     older = calc.test_dose(12, 40)
-    assert "50 mcg (1 mL of 50 mcg/mL) or 75 mcg (1.5 mL of 50 mcg/mL) or 100 mcg (2 mL" in older.text
+    assert ("50 mcg (1 mL of 50 mcg/mL) or 75 mcg (1.5 mL of 50 mcg/mL) or 100 mcg (2 mL of 50 mcg/mL), "
+            "depending on the severity of spasticity") in older.text
     dystonia = calc.test_dose(12, 40, "DYSTONIA")
     assert "dystonia" in dystonia.text and "50 to 100 mcg (1 to 2 mL of 50 mcg/mL)" in dystonia.text
 
 
-def test_test_dose_warns_under_four_years():
-    r = calc.test_dose(3.9, 14)
-    assert r.values["doses_mcg"] == [25]
-    assert any("aged 4 and over" in w for w in r.warnings)
-    assert not any("aged 4" in w for w in calc.test_dose(4, 14).warnings)
+@pytest.mark.parametrize("age", [0, 2, 3])
+def test_no_test_dose_under_four_years(age):
+    """3.1.5 gives doses for "4 - 7 years" and "> 7 years" only: no guideline dose under 4."""
+    with pytest.raises(InputError) as exc:
+        calc.test_dose(age, 12, "dystonia")
+    assert exc.value.field == "age_years"
+    assert str(exc.value) == f"{age} years: no guideline dose under 4 years (3.1.5): specialist decision"
+    assert calc.test_dose(4, 14).values["doses_mcg"] == [25]
+    assert calc.test_dose(3, 14, rules={"test_dose": {"min_age_y": 3}}).values["doses_mcg"] == [25]
 
 
-def test_test_dose_warns_when_older_but_light():
+@pytest.mark.parametrize("age", [7.5, 3.9, 8.01])
+def test_test_dose_asks_for_completed_years(age):
+    with pytest.raises(InputError, match=r"give the age in completed years \(\d, not"):
+        calc.test_dose(age, 25)
+
+
+def test_test_dose_warns_at_the_boundaries():
     (w,) = calc.test_dose(9, 17).warnings
     assert "under 18 kg" in w
-    assert calc.test_dose(9, 18).warnings == ()
+    (w,) = calc.test_dose(9, 18).warnings
+    assert w.startswith('18 kg is in neither band of 3.1.5 ("< 18kg" and "> 18kg"): the lower doses')
+    (w,) = calc.test_dose(7, 25).warnings
+    assert w.startswith('7 completed years is at the boundary of the bands of 3.1.5 ("4 - 7 years" and "> 7')
+    assert calc.test_dose(9, 18.5).warnings == ()
     assert calc.test_dose(6, 17).warnings == ()
+    assert calc.test_dose(7, 17).warnings == ()  # both say the younger band
+
+
+@pytest.mark.parametrize("weight", [3, 4.9, 201, 400])
+def test_test_dose_refuses_an_implausible_weight(weight):
+    with pytest.raises(InputError, match="not a plausible weight") as exc:
+        calc.test_dose(8, weight)
+    assert exc.value.field == "weight_kg"
 
 
 @pytest.mark.parametrize(
@@ -100,13 +127,48 @@ def test_test_dose_refuses_bad_input(age, weight, indication):
 def test_starting_dose_is_twice_the_test_dose(test, daily):
     r = calc.starting_dose(test)
     assert r.section == "4.1.2"
-    assert r.values == {"daily_dose_mcg": daily}
+    assert r.values["daily_dose_mcg"] == daily and r.warnings == ()
     assert f"{daily} mcg/day" in r.text and f"test dose of {test} mcg" in r.text
 
 
 def test_starting_dose_refuses_zero():
     with pytest.raises(ValueError, match="test dose must be positive"):
         calc.starting_dose(0)
+
+
+@pytest.mark.parametrize(("test", "daily"), [(600, 1200), (5000, 10000), (501, 1002)])
+def test_a_starting_dose_above_the_maximum_is_never_given(test, daily):
+    with pytest.raises(InputError) as exc:
+        calc.starting_dose(test)
+    assert exc.value.field == "effective_test_dose_mcg"
+    assert f"2 x {test} mcg = {daily} mcg/day would be above the 1000 mcg/day upper limit" in str(exc.value)
+    assert "no starting dose is given" in str(exc.value)
+
+
+def test_starting_dose_warns_outside_the_guideline_test_doses():
+    r = calc.starting_dose(0.05)  # 0.05 mg typed for 50 mcg
+    assert r.values["daily_dose_mcg"] == pytest.approx(0.1)
+    assert any("outside the guideline's test doses (25-100 mcg, 3.1.5)" in w for w in r.warnings)
+    assert any("below the pump's minimum rate" in w for w in r.warnings)
+    assert any("outside the guideline's test doses" in w for w in calc.starting_dose(150).warnings)
+    assert calc.starting_dose(100).warnings == () and calc.starting_dose(25).warnings == ()
+
+
+def test_starting_dose_suggests_the_low_dose_concentration():
+    """4.1.1: a low dose "may require a more dilute concentration of baclofen of 1000 mcg/ml":
+    50 mcg/day of 2000 mcg/mL is 0.025 mL/day, below the pump's 0.048 mL/day minimum."""
+    r = calc.starting_dose(25)
+    assert r.values["concentration_mcg_ml"] == 1000 and r.values["rate_ml_day"] == pytest.approx(0.05)
+    assert "low-dose concentration" in r.text and "4.1.1" in r.text
+    assert calc.starting_dose(50).values["concentration_mcg_ml"] == 2000
+
+
+def test_starting_dose_with_the_childs_maximum():
+    with pytest.raises(InputError, match="above this child's maximum of 80 mcg/day"):
+        calc.starting_dose(50, max_daily_dose_mcg=80)
+    r = calc.starting_dose(600, max_daily_dose_mcg=1200)
+    assert r.values["daily_dose_mcg"] == 1200
+    assert any("above the 1000 mcg/day upper limit reached in significant dystonia" in w for w in r.warnings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,17 +196,49 @@ def test_titration_is_capped_at_1000():
 
 def test_titration_warns_at_the_cap():
     r = calc.titration(1000)
-    assert any("1000 mcg/day maximum (4.1.5)" in w for w in r.warnings)
-    assert r.values["max_mcg_day"] <= 1000
+    assert any("at the 1000 mcg/day upper limit (reached in significant dystonia, 4.1.5)" in w
+               for w in r.warnings)
+    assert r.values["max_mcg_day"] <= 1000 and r.text.startswith("No increase")
 
 
-@pytest.mark.parametrize("current", [960, 1000, 1100])
+@pytest.mark.parametrize("current", [5, 6, 30, 100, 333, 869, 900, 960, 999, 1000, 1100, 1500, 5000])
+@pytest.mark.parametrize("inpatient", [False, True])
+def test_titration_never_cuts_and_never_passes_the_cap(current, inpatient):
+    r = calc.titration(current, inpatient)
+    assert r.values["min_mcg_day"] >= current - 1e-9 and r.values["max_mcg_day"] >= r.values["min_mcg_day"]
+    assert r.values["max_mcg_day"] <= max(1000, current)
+
+
+def test_titration_rounds_without_inverting_the_range():
+    r = calc.titration(5)
+    assert "Next step: 5.3 to 5.7 mcg/day" in r.text  # not "6 to 5"
+    assert any("below the smallest guideline starting dose (50 mcg/day" in w for w in r.warnings)
+
+
+@pytest.mark.parametrize("current", [1500, 5000])
+def test_titration_above_the_maximum_warns_about_the_unit(current):
+    for inpatient in (False, True):
+        r = calc.titration(current, inpatient)
+        assert r.text.startswith("No increase") and r.values["max_mcg_day"] == current
+        assert any("above the 1000 mcg/day upper limit" in w and "check the dose and its unit" in w
+                   for w in r.warnings)
+
+
+def test_titration_with_the_childs_maximum():
+    r = calc.titration(300, max_daily_dose_mcg=320)
+    assert r.values["max_mcg_day"] == 320 and "315 to 320 mcg/day" in r.text
+    assert "maximum 320 mcg/day (4.1.5, this child's)" in r.text
+    r = calc.titration(1000, max_daily_dose_mcg=1200)
+    assert r.values["max_mcg_day"] == pytest.approx(1150) and r.warnings[0].endswith("a specialist decision")
+
+
+@pytest.mark.parametrize("current", [960, 1000])
 def test_titration_range_never_exceeds_the_cap(current):
     r = calc.titration(current)
     assert r.values["min_mcg_day"] <= r.values["max_mcg_day"] <= 1000
 
 
-@pytest.mark.parametrize(("current", "upper"), [(300, 350), (100, 150), (980, 1000), (1000, 1000)])
+@pytest.mark.parametrize(("current", "upper"), [(300, 350), (100, 150), (980, 1000)])
 def test_titration_inpatient_adds_50_up_to_the_cap(current, upper):
     r = calc.titration(current, inpatient=True)
     assert r.section == "4.1.3"
@@ -201,6 +295,38 @@ def test_refill_40ml_with_a_residual_by_hand():
 def test_refill_below_the_safe_residual_is_due_now():
     r = calc.refill(20, 300, 2000, residual_ml=3)
     assert r.values["days_to_safe_residual"] == 0 and r.values["refill_within_days"] == 0
+    assert r.values["refill_now"] and "refill within 0 days" not in r.text
+    assert "refill NOW (3 mL left is at or below the 4 mL safe residual)" in r.text
+    assert r.warnings == ("refill NOW: 3 mL left is at or below the 4 mL safe residual",)
+
+
+def test_refill_past_the_drug_stability_is_due_now():
+    r = calc.refill(20, 300, 2000, days_since_fill=200)
+    assert r.values["refill_now"] and "refill NOW (the drug has been in the pump 200 days" in r.text
+    assert calc.refill(20, 300, 2000, days_since_fill=179).values["refill_now"] is False
+
+
+def test_a_normal_refill_has_no_warnings():
+    assert calc.refill(20, 300, 2000).warnings == ()
+    assert calc.refill(40, 100, 1000).warnings == ()
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    ((20, 300, 2), "2 mcg/mL is not a marketed concentration (50, 500, 1000, 2000 mcg/mL)"),
+    ((20, 300, 2), "is 150.0 mL/day, above the pump's maximum rate of 24 mL/day"),
+    ((20, 300, 3000), "3000 mcg/mL is not a marketed concentration"),
+    ((20, 5000, 2000), "5000 mcg/day is above the 1000 mcg/day upper limit"),
+    ((20, 40, 2000), "0.0200 mL/day, below the pump's minimum rate of 0.048 mL/day"),
+    ((20, 80, 2000), "use the low-dose concentration of 1000 mcg/mL (guideline 4.1.1)"),
+])
+def test_refill_warns(args, fragment):
+    r = calc.refill(*args)
+    assert any(fragment in w for w in r.warnings), r.warnings
+
+
+def test_refill_with_the_childs_maximum():
+    assert any("above this child's maximum of 250 mcg/day" in w
+               for w in calc.refill(20, 300, 2000, max_daily_dose_mcg=250).warnings)
 
 
 @pytest.mark.parametrize(("model", "daily", "conc"), [(20, 20, 2000), (40, 100, 1000), (40, 300, 2000)])
@@ -257,6 +383,27 @@ def test_oral_baclofen_by_weight(weight, stat, cap):
     )
 
 
+def test_oral_baclofen_warns_at_exactly_30_kg():
+    """5.1.4.1 writes "< 30kg" and "> 30kg": 30 kg is in neither band."""
+    (w,) = calc.oral_baclofen(30).warnings
+    assert w.startswith('30 kg is in neither band of 5.1.4.1 ("< 30kg" and "> 30kg")')
+    assert "10 mg stat, maximum 60 mg/day" in w
+    assert calc.oral_baclofen(29.9).warnings == () and calc.oral_baclofen(30.1).warnings == ()
+
+
+@pytest.mark.parametrize("weight", [3, 400])
+def test_oral_baclofen_refuses_an_implausible_weight(weight):
+    with pytest.raises(InputError, match=rf"{weight} kg is not a plausible weight \(the rules accept 5-200"):
+        calc.oral_baclofen(weight)
+
+
+def test_oral_bridging_when_the_pump_cannot_deliver_is_a_consultant_decision():
+    for r in (calc.oral_baclofen(25), calc.oral_baclofen(None)):
+        assert ("When the pump cannot deliver (reservoir empty, battery at end of service, motor "
+                "stall)") in r.text
+        assert "is a consultant decision (5.1.3.1" in r.text
+
+
 def test_oral_baclofen_without_a_weight_gives_both():
     r = calc.oral_baclofen(None)
     assert "under 30 kg 10 mg stat" in r.text and "maximum 60 mg/day" in r.text
@@ -269,6 +416,35 @@ def test_oral_baclofen_without_a_weight_gives_both():
 def test_oral_baclofen_refuses_bad_weights(weight):
     with pytest.raises(ValueError, match="weight must be positive"):
         calc.oral_baclofen(weight)
+
+
+# ---------------------------------------------------------------------------------------------
+# Observations after a test dose (3.4.2-3.4.8): "15 minutely for the 1st hour, then hourly for 6
+# hours"; team assessments at 1, 2, 4 and 6 h; the effect peaks at 2-4 h, wears off by 8 h.
+
+SYDNEY = dt.timezone(dt.timedelta(hours=11), "AEDT")
+
+
+def test_observation_schedule_prints_the_times():
+    r = calc.observation_schedule(dt.datetime(2026, 3, 10, 9, 0, tzinfo=SYDNEY))
+    assert r.section == "3.4" and r.name == "test_dose_observation"
+    obs = [t[11:16] for t in r.values["observations"]]
+    assert obs == ["09:15", "09:30", "09:45", "10:00", "11:00", "12:00", "13:00", "14:00", "15:00", "16:00"]
+    assert [t[11:16] for t in r.values["team_assessments"]] == ["10:00", "11:00", "13:00", "15:00"]
+    assert [t[11:16] for t in r.values["effect_peak"]] == ["11:00", "13:00"]
+    assert r.values["effect_gone"] == "2026-03-10T17:00+11:00"
+    for part in ("every 15 min for the first 1 h: 09:15, 09:30, 09:45, 10:00",
+                 "11:00, 12:00, 13:00, 14:00, 15:00, 16:00", "(11:00 to 13:00)", "wears off by 8 h (17:00)",
+                 "not voided urine", "Barry Albright Dystonia Scale of at least 25%", "Modified Ashworth",
+                 "Rehabilitation Registrar (3.4.3)", "Rapid Response Call"):
+        assert part in r.text, part
+
+
+def test_observation_schedule_across_midnight_and_without_a_zone():
+    r = calc.observation_schedule(dt.datetime(2026, 3, 10, 22, 0, tzinfo=dt.UTC))
+    assert "2026-03-11 06:00" in r.text and "with the date when it changes" in r.text
+    with pytest.raises(InputError, match="time zone"):
+        calc.observation_schedule(dt.datetime(2026, 3, 10, 22, 0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +488,7 @@ def test_defaults_are_the_guideline_numbers():
 
 ALL = {
     "test": (lambda: calc.test_dose(8, 25), "3.1.5"),
+    "observe": (lambda: calc.observation_schedule(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)), "3.4"),
     "start": (lambda: calc.starting_dose(50), "4.1.2"),
     "titrate": (lambda: calc.titration(300), "4.1.4"),
     "titrate inpatient": (lambda: calc.titration(300, True), "4.1.3"),

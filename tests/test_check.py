@@ -181,7 +181,7 @@ def test_normal_year_with_an_mri_near_the_end_is_ok():
     assert r.verdict == "OK" and r.reasons == []
     assert r.summary[0] == ("No motor stall was found during or after the MRI (records, delivery history "
                             "and status).")
-    assert "the pump delivered as programmed, within its labeled accuracy" in r.summary[-2]
+    assert "the pump delivered as programmed (its rotor count matches the program)" in r.summary[-2]
     assert r.summary[-1].startswith("OK is from the pump's record only") and "child's signs" in r.summary[-1]
     assert r.missed_mcg < 1 and r.excess_mcg < 1
     assert r.notes == []

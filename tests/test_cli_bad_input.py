@@ -256,9 +256,9 @@ def test_a_correct_override_changes_the_printed_contact(capsys, tmp_path):
 
 
 def test_validate_rules_directly():
-    from parsers.clinical_rules import RulesError, load_rules, validate_rules
+    from clinical.rules import RulesError, get_rules, validate_rules
 
-    base = load_rules()
+    base = get_rules().data
     validate_rules({"pump": {"refill_discrepancy_ml": {"20": 1.5, "40": 2.5}}}, "x.toml", base)
     with pytest.raises(RulesError, match=r"^x\.toml: unknown key \[pump\] reservoir_mls"):
         validate_rules({"pump": {"reservoir_mls": [20]}}, "x.toml", base)

@@ -47,7 +47,8 @@ BAD = {
     "not TOML": ("name = \n", "not valid TOML"),
     "refused": ('name = "x"\nstart = "2026-01-01T00:00:00Z"\n[[timeline]]\nat = "+0h"\n'
                 'action = "program"\ndaily_dose_mcg = 5000\n[[timeline]]\nat = "+1d"\n'
-                'action = "interrogate"\n', "timeline[0]: program refused: 5000 mcg/day exceeds"),
+                'action = "interrogate"\n',
+                "timeline[0]: program refused: 5000 mcg/day is above the 1000 mcg/day upper limit"),
 }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import itb_device
+from clinical.rules import get_rules
 from itb_device import (
     FlexDose,
     Prescription,
@@ -20,11 +21,10 @@ from itb_device import (
 from itb_device.sim.pump import PumpConfig, SimulatedPump
 from itb_device.sim_backend import SimProgrammer
 from parsers import RecordCode
-from parsers.clinical_rules import load_rules
 from parsers.model import datetime_to_clock
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
-RULES = load_rules()
+RULES = get_rules()
 
 
 def values(prog: SimProgrammer, code: int) -> list[dict[str, Any]]:
@@ -81,8 +81,53 @@ def test_more_than_1000_mcg_per_day_is_refused(prog):
     with pytest.raises(ProgrammerRefused) as exc:
         prog.program(Prescription(daily_dose_mcg=1001))
     msg = str(exc.value)
-    assert "1001 mcg/day exceeds the maximum of 1000 mcg/day (guideline 4.1.5)" in msg
+    assert ("1001 mcg/day is above the 1000 mcg/day upper limit, reached only in significant dystonia "
+            "(guideline 4.1.5)") in msg
     assert "4.1.4" not in msg
+
+
+def test_a_childs_own_maximum_is_applied(running, caplog):
+    """4.1.5: the maximum "will vary for each child"; 1000 mcg/day is the upper limit reached in
+    significant dystonia, not everyone's ceiling."""
+    with pytest.raises(ProgrammerRefused, match="330 mcg/day is above this child's maximum of 320 mcg/day"):
+        running.program(Prescription(daily_dose_mcg=330), max_daily_dose_mcg=320)
+    running.program(Prescription(daily_dose_mcg=320), max_daily_dose_mcg=320)
+    assert running.interrogate().daily_dose_mcg_day == 320
+    caplog.set_level(logging.WARNING, logger="itb_device")
+    assert running.check_prescription(Prescription(daily_dose_mcg=340), max_daily_dose_mcg=1200) == []
+    assert "above the 1000 mcg/day upper limit" in caplog.text
+
+
+def _implanted(days_ago: int) -> SimProgrammer:
+    """A pump implanted ``days_ago`` days before the session, running 100 mcg/day."""
+    start = dt.datetime(2026, 1, 10, 9, tzinfo=dt.UTC)
+    implant = (start - dt.timedelta(days=days_ago)).date()
+    pump = SimulatedPump(PumpConfig(implant_date=implant), datetime_to_clock(start), reservoir_ml=20)
+    prog = SimProgrammer(pump)
+    prog.refill(20, 2000)
+    prog.program(Prescription(daily_dose_mcg=100))  # the first program: no step to judge
+    return prog
+
+
+def test_in_hospital_after_implant_allows_50_mcg_a_day():
+    """4.1.3: "Daily dose increases of 50 micrograms / day, for the 3 days the child remains in
+    hospital post operatively can be done": 100 -> 150 on the implant day, in hospital."""
+    prog = _implanted(0)
+    with pytest.raises(ProgrammerRefused, match="150 mcg/day is 50% above the current 100 mcg/day"):
+        prog.program(Prescription(daily_dose_mcg=150))  # not said to be in hospital: 4.1.4
+    prog.program(Prescription(daily_dose_mcg=150), in_hospital=True)
+    assert prog.interrogate().daily_dose_mcg_day == 150
+    with pytest.raises(ProgrammerRefused, match=r"at most 15% \(guideline 4.1.4\), or \+50 mcg/day"):
+        prog.program(Prescription(daily_dose_mcg=201), in_hospital=True)
+
+
+def test_in_hospital_is_checked_against_the_implant_date():
+    prog = _implanted(10)
+    with pytest.raises(ProgrammerRefused) as exc:
+        prog.program(Prescription(daily_dose_mcg=150), in_hospital=True)
+    msg = str(exc.value)
+    assert "150 mcg/day is 50% above the current 100 mcg/day" in msg
+    assert "for the 3 days after the implant (guideline 4.1.3)" in msg and "implanted on 2025-12-31" in msg
 
 
 def test_flex_programs_are_checked_on_their_time_weighted_daily_dose(running):
@@ -128,13 +173,17 @@ def test_concentration_check_knows_the_initial_fill():
 
 def test_override_programs_it_logs_a_warning_and_marks_the_record(running, caplog):
     caplog.set_level(logging.INFO, logger="itb_device")
-    running.program(Prescription(daily_dose_mcg=450), override=True, reason="family request")
+    running.program(Prescription(daily_dose_mcg=450), override=True, reason="physician_order",
+                    operator=4711, note="family request")
     assert running.interrogate().daily_dose_mcg_day == 450
     rec = values(running, RecordCode.PRESCRIPTION)[-1]
     assert (rec["override"], rec["daily_dose_mcg_day"], rec["mode"]) == (1, 450, "simple_continuous")
+    note = values(running, RecordCode.OVERRIDE_NOTE)[-1]  # why and who, in the pump's own log
+    assert (note["override_reason"], note["operator_id"]) == ("physician_order", 4711)
     warns = [r for r in caplog.records if r.name == "itb_device" and r.levelno == logging.WARNING]
     assert len(warns) == 1
-    assert "override of programmer checks (family request)" in warns[0].getMessage()
+    assert "override of programmer checks by operator 4711 (physician_order: family request)" in \
+        warns[0].getMessage()
     assert "guideline 4.1.4" in warns[0].getMessage()
 
 
@@ -161,7 +210,6 @@ def _flex(*steps: tuple[int, float]) -> Prescription:
     # one minute at 60000 mcg/day (30 mL/day): the daily dose is small but the rate is not
     (_flex((0, 200), (600, 60000), (601, 200)), r"rate 30.0000 mL/day is outside"),
     (_flex((0, 200), (600, 0)), r"rate 0.0000 mL/day is outside"),
-    (Prescription(mode="turbo", daily_dose_mcg=300), "unknown infusion mode 'turbo'"),
     (_flex(*[(60 * i, 200) for i in range(14)]), "1 to 13 steps"),
     (Prescription(mode="flex"), "1 to 13 steps"),
     (_flex((0, 200), (600, 250), (600, 300)), "distinct start times"),
@@ -172,7 +220,7 @@ def test_the_pump_refuses_what_it_cannot_do(prog, rx, message):
     prog.program(Prescription(daily_dose_mcg=300))
     before = (prog.interrogate(), len(values(prog, RecordCode.PRESCRIPTION)))
     with pytest.raises(PumpRefused, match=message):
-        prog.program(rx, override=True, reason="testing the pump's limits")
+        prog.program(rx, override=True, reason="bench_test", operator=1)
     assert (prog.interrogate(), len(values(prog, RecordCode.PRESCRIPTION))) == before
 
 
@@ -180,7 +228,7 @@ def test_the_pump_refuses_a_rate_above_its_maximum():
     with itb_device.open("sim://?concentration=50") as prog, \
             pytest.raises(PumpRefused, match=r"rate 25\.0000 mL/day is outside"):
         prog.program(Prescription(daily_dose_mcg=1250, concentration_mcg_ml=50),
-                     override=True, reason="test")
+                     override=True, reason="bench_test", operator=1)
 
 
 def test_thirteen_flex_steps_are_accepted_one_record_each(prog):
@@ -192,9 +240,11 @@ def test_thirteen_flex_steps_are_accepted_one_record_each(prog):
 
 
 def test_refill_volume_must_fit_the_reservoir(prog):
-    for vol in (20.5, 0, -1):
+    for vol in (20.5, 0):
         with pytest.raises(PumpRefused, match=f"refill volume {vol} mL does not fit a 20 mL"):
             prog.refill(vol, 2000)
+    with pytest.raises(itb_device.DeviceError, match="refill volume_ml must be zero or more, not -1 mL"):
+        prog.refill(-1, 2000)  # no negative volume reaches a pump (nor the wire)
     assert values(prog, RecordCode.REFILL) == []
     assert prog.interrogate().reservoir_ml == 20.0
     with itb_device.open("sim://?model=40") as big:
@@ -207,8 +257,14 @@ def test_refill_concentration_must_be_positive(prog, tmp_path):
     prog.save_log(tmp_path / "after.itblog")
 
 
-def test_bolus_larger_than_the_reservoir_estimate_is_refused(running):
-    # 20 mL of 2000 mcg/mL hold 40000 mcg
+def test_bolus_larger_than_the_reservoir_estimate_is_refused():
+    # 20 mL of 2000 mcg/mL hold 40000 mcg; the rules' clinician limit is raised so the pump's
+    # reservoir check is what refuses
+    rules = {"boluses": {"max_dose_mcg": {"clinician": 50000.0}}}
+    start = datetime_to_clock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    running = SimProgrammer(SimulatedPump(PumpConfig(), start, reservoir_ml=20, rules=rules), rules=rules)
+    running.refill(20, 2000)
+    running.program(Prescription(daily_dose_mcg=300))
     with pytest.raises(PumpRefused, match=r"bolus volume 20.500 mL exceeds the reservoir \(20.00 mL\)"):
         running.bolus(41000)
     assert values(running, RecordCode.BOLUS_START) == []

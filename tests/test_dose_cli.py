@@ -44,7 +44,10 @@ CASES = {
         "5.1.4",
         "10 mg stat then every 4-6 h, maximum 60 mg/day",
     ),
-    "oral 30 kg": (("oral", "--weight-kg", "30"), "5.1.4", "20 mg stat then every 4-6 h, maximum 120 mg/day"),
+    "oral 30.5 kg": (("oral", "--weight-kg", "30.5"), "5.1.4",
+                     "20 mg stat then every 4-6 h, maximum 120 mg/day"),
+    "titrate with the child's maximum": (("titrate", "--current", "300", "--max-dose", "320"), "4.1.4",
+                                         "315 to 320 mcg/day"),
     "oral no weight": (("oral",), "5.1.4", "weight not given"),
 }
 
@@ -82,21 +85,68 @@ def test_json_oral_baclofen(capsys):
     assert d["values"] == {"stat_mg": 20, "repeat_hours": [4, 6], "max_mg_day": 120}
 
 
-def test_warnings_go_to_stderr(capsys):
-    rc, out, err = dose(capsys, "test", "--age", "3", "--weight-kg", "14")
-    assert rc == 0
-    assert "[guideline 3.1.5]" in out and "warning" not in out
-    assert (
-        err.strip() == "warning: the guideline's test doses are for children aged 4 and over; "
-        "specialist decision needed"
-    )
-    rc, out, err = dose(capsys, "titrate", "--current", "1000")
-    assert "warning: 1000 mcg/day is at or above the 1000 mcg/day maximum (4.1.5)" in err
+WARNED = {
+    "titrate at the maximum": (("titrate", "--current", "1000"),
+                               "at the 1000 mcg/day upper limit (reached in significant dystonia, 4.1.5)"),
+    "titrate 5000": (("titrate", "--current", "5000"), "check the dose and its unit (mcg/day, not mg)"),
+    "test at 18 kg": (("test", "--age", "9", "--weight-kg", "18"), "18 kg is in neither band of 3.1.5"),
+    "test at 7 years": (("test", "--age", "7", "--weight-kg", "25"), "7 completed years is at the boundary"),
+    "start from 0.05": (("start", "--test-dose", "0.05"), "outside the guideline's test doses (25-100 mcg"),
+    "oral at 30 kg": (("oral", "--weight-kg", "30"),
+                      '30 kg is in neither band of 5.1.4.1 ("< 30kg" and "> 30kg")'),
+    "refill 2 mcg/mL": (("refill", "--model", "20", "--daily", "300", "--concentration", "2"),
+                        "above the pump's maximum rate of 24 mL/day"),
+    "refill 3000 mcg/mL": (("refill", "--model", "20", "--daily", "300", "--concentration", "3000"),
+                           "3000 mcg/mL is not a marketed concentration"),
+    "refill 5000 mcg/day": (("refill", "--model", "20", "--daily", "5000"),
+                            "above the 1000 mcg/day upper limit"),
+    "refill residual 3 mL": (("refill", "--model", "20", "--daily", "300", "--residual", "3"), "refill NOW"),
+    "refill after 200 days": (("refill", "--model", "20", "--daily", "300", "--days-since-fill", "200"),
+                              "refill NOW: the drug has been in the pump 200 days"),
+    "refill below the minimum rate": (("refill", "--model", "40", "--daily", "40"),
+                                      "below the pump's minimum rate of 0.048 mL/day"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WARNED))
+def test_warnings_go_with_the_answer_on_stdout_and_in_json(capsys, case):
+    args, fragment = WARNED[case]
+    rc, out, err = dose(capsys, *args)
+    assert rc == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].startswith("[guideline ") and lines[-1] == DISCLAIMER
+    assert any(line.startswith("  WARNING: ") and fragment in line for line in lines[1:-1]), out
+    d = json.loads(dose(capsys, "--json", *args)[1])
+    assert any(fragment in w for w in d["warnings"])
+
+
+def test_refill_now_is_said_in_the_answer(capsys):
+    _, out, _ = dose(capsys, "refill", "--model", "20", "--daily", "300", "--residual", "3")
+    assert "refill NOW (3 mL left is at or below the 4 mL safe residual)" in out.splitlines()[0]
+    assert "refill within 0 days" not in out
+
+
+def test_no_test_dose_under_four_years(capsys):
+    rc, out, err = dose(capsys, "test", "--age", "2", "--weight-kg", "12", "--indication", "dystonia")
+    assert rc == 2 and out == ""
+    assert err == ("itb dose: error: --age: 2 years: no guideline dose under 4 years (3.1.5): "
+                   "specialist decision\n")
+
+
+def test_observe_prints_the_times(capsys):
+    rc, out, err = dose(capsys, "observe", "--given", "2026-03-10 09:00", "--tz", "Australia/Sydney")
+    assert rc == 0 and err == ""
+    assert out.startswith("[guideline 3.4] Test dose given 2026-03-10 09:00 AEDT")
+    assert "09:15, 09:30, 09:45, 10:00; then every 1 h for 6 h or until discharge: 11:00, 12:00" in out
+    assert out.splitlines()[-1] == DISCLAIMER
+    d = json.loads(dose(capsys, "--json", "observe", "--given", "2026-03-09T22:00Z", "--tz",
+                        "Australia/Sydney")[1])
+    assert d["section"] == "3.4" and d["values"]["observations"][0] == "2026-03-10T09:15+11:00"
 
 
 def test_json_keeps_warnings_in_the_document(capsys):
-    d = json.loads(dose(capsys, "--json", "test", "--age", "3", "--weight-kg", "14")[1])
-    assert len(d["warnings"]) == 1 and "aged 4 and over" in d["warnings"][0]
+    d = json.loads(dose(capsys, "--json", "test", "--age", "9", "--weight-kg", "18")[1])
+    assert len(d["warnings"]) == 1 and "neither band" in d["warnings"][0]
 
 
 def test_a_rules_file_changes_the_numbers(capsys, tmp_path):
@@ -112,8 +162,19 @@ def test_a_rules_file_changes_the_numbers(capsys, tmp_path):
 
 
 BAD = {
-    "age zero": (("test", "--age", "0", "--weight-kg", "20"), "age must be positive"),
-    "negative weight": (("test", "--age", "8", "--weight-kg", "-20"), "weight must be positive"),
+    "age zero": (("test", "--age", "0", "--weight-kg", "20"), "--age: 0 years: no guideline dose under 4"),
+    "age in years and months": (("test", "--age", "7.5", "--weight-kg", "20"),
+                                "--age: give the age in completed years (7, not 7.5)"),
+    "test weight 400 kg": (("test", "--age", "8", "--weight-kg", "400"),
+                           "--weight-kg: 400 kg is not a plausible"),
+    "oral weight 3 kg": (("oral", "--weight-kg", "3"), "--weight-kg: 3 kg is not a plausible weight"),
+    "start above the maximum": (("start", "--test-dose", "600"),
+                                "--test-dose: 2 x 600 mcg = 1200 mcg/day would be above the 1000 mcg/day"),
+    "start above the child's maximum": (("start", "--test-dose", "50", "--max-dose", "80"),
+                                        "above this child's maximum of 80 mcg/day"),
+    "zero maximum": (("titrate", "--current", "300", "--max-dose", "0"), "--max-dose: the child's maximum"),
+    "observe a bad time": (("observe", "--given", "tea time"), "--given 'tea time': use a date and time"),
+    "negative weight": (("test", "--age", "8", "--weight-kg", "-20"), "--weight-kg: weight must be positive"),
     "zero test dose": (("start", "--test-dose", "0"), "test dose must be positive"),
     "zero current": (("titrate", "--current", "0"), "current daily dose must be positive"),
     "zero daily": (("refill", "--model", "20", "--daily", "0"), "daily dose must be positive"),

@@ -12,7 +12,7 @@ import pytest
 
 from analysis.check import PUMP_RECORD_ONLY, check
 from analysis.risk import overdose_actions, withdrawal_actions
-from analysis.rules import get_rules
+from clinical.rules import get_rules
 from parsers import read_log
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_logs"

@@ -187,7 +187,7 @@ def test_analysis_on_a_given_reconstruction_equals_its_own():
     """analyse(reconstruction=...) (what the research tables pass, to build it once) finds
     exactly what analyse finds on its own reconstruction."""
     from analysis.reconstruct import build
-    from analysis.rules import get_rules
+    from clinical.rules import get_rules
 
     log = read_log(SAMPLES / "mri_delayed_recovery.itblog")
     procs = procedures("mri_delayed_recovery")

@@ -305,9 +305,25 @@ def test_refill_planning_numbers(base_log):
     assert empty.days == pytest.approx(97.5)  # (20 - 0.5) / 0.2
     assert stab.days == pytest.approx(80.0) and stab.when_s == t + 80 * day  # 180 days after the refill
     assert plan.next_refill.key == "drug_stability" and plan.last_refill_source == "status"
+    # batteries "normally last 5-7 years" (guideline 5.1.1.5): implanted 2020-01-15, at 2026-01-10
+    # the pump is past the earliest ERI (5 years less 90 days) without one: ERI may come now, EOS
+    # 90 days later, before the 7-year shut-off on 2027-01-15
     eos, eri = plan.milestone("eos"), plan.milestone("eri")
-    assert eos.estimate and dt.datetime.fromtimestamp(eos.when_s, UTC).date() == dt.date(2027, 1, 15)
-    assert eos.when_s - eri.when_s == 90 * day
+    assert eos.estimate and eos.when_s == t + 90 * day and eri.when_s == t
+    assert "5-7 years (guideline 5.1.1.5)" in eos.basis and "stops by 2027-01-15" in eos.basis
+    assert "past the earliest ERI" in eos.basis
+
+
+def test_battery_planned_from_the_earliest_of_5_to_7_years(base_log):
+    """A pump implanted 2023-06-01: EOS planned at 5 years (2028-06-01), ERI 90 days before;
+    not at 7 years (5.1.1.5)."""
+    header = dataclasses.replace(base_log.header, implant_date=dt.date(2023, 6, 1))
+    log = dataclasses.replace(base_log, header=header)
+    plan = refill_plan(log, now_s=int(dt.datetime(2026, 1, 10, tzinfo=UTC).timestamp()))
+    eos, eri = plan.milestone("eos"), plan.milestone("eri")
+    assert dt.datetime.fromtimestamp(eos.when_s, UTC).date() == dt.date(2028, 6, 1)
+    assert eos.when_s - eri.when_s == 90 * 86_400
+    assert "planned from the earliest, 5 years" in eos.basis and "stops by 2030-06-01" in eos.basis
 
 
 def test_refill_planning_cases(base_log):

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from clinical.rules import get_rules
 from itb_device import Prescription
 from itb_device.sim import exposures
 from itb_device.sim.pump import DAY_S, PumpConfig, SimulatedPump
@@ -15,11 +16,10 @@ from itb_device.sim.scenario import ScenarioResult, run_scenario, scenario_from_
 from itb_device.sim.truth import build_truth, hourly_delivery, minute_delivery
 from itb_device.sim_backend import SimProgrammer
 from parsers import RecordCode, read_log
-from parsers.clinical_rules import load_rules
 from parsers.model import Record
 from parsers.writer import encode_log, write_log
 
-RULES = load_rules()
+RULES = get_rules()
 START = 820_540_800  # 2026-01-01T00:00:00Z
 HOUR = 3600
 STROKE = PumpConfig().stroke_ml

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from clinical.rules import get_rules
 from itb_device import FlexDose, Prescription, PumpRefused
 from itb_device.sim import exposures
 from itb_device.sim.output import write_outputs
@@ -21,11 +22,10 @@ from itb_device.sim.scenario import run_scenario, scenario_from_dict
 from itb_device.sim.truth import build_truth, hourly_delivery
 from itb_device.sim_backend import SimProgrammer
 from parsers import RecordCode
-from parsers.clinical_rules import load_rules
 from parsers.model import Record
 from parsers.writer import encode_log
 
-RULES = load_rules()
+RULES = get_rules()
 START = 820_540_800  # 2026-01-01T00:00:00Z in ITB-epoch seconds
 HOUR = 3600
 STROKE = PumpConfig().stroke_ml

@@ -4,8 +4,9 @@ without a bridge bolus), and restarting at the full dose after a long stop."""
 
 from __future__ import annotations
 
-import datetime as dt
 from itertools import pairwise
+
+from clinical.titration import TitrationLimits, in_hospital_window_end_s, judge_step
 
 from ..context import Context
 from ..episodes import Program
@@ -19,23 +20,13 @@ def detect(ctx: Context) -> list[Finding]:
     return _titration(ctx) + _concentration(ctx)
 
 
-def _implant_s(ctx: Context) -> int:
-    d = ctx.log.header.implant_date
-    return int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp())
-
-
 def _titration(ctx: Context) -> list[Finding]:
-    r = ctx.rules
-    step_frac = r.number("titration", "max_step_fraction")
-    min_gap = r.number("titration", "min_step_interval_days") * DAY
-    max_dose = r.number("titration", "max_daily_dose_mcg")
-    inpatient_step = r.number("titration", "inpatient_step_mcg_day")
-    inpatient_end = _implant_s(ctx) + (r.number("titration_checks", "inpatient_days") + 1) * DAY
-    unit_ratio = r.number("titration_checks", "unit_error_ratio")
-    tol = r.number("titration_checks", "dose_change_tolerance")
-    big_cut = r.number("titration_checks", "large_decrease_fraction")
-    restart_h = r.number("titration", "restart_after_stop_hours")
-    restart_frac = r.number("titration_checks", "restart_full_dose_fraction")
+    """Each program change judged by the one titration judgement (:mod:`clinical.titration`),
+    shared with the programmer and the research tables.  In hospital after the implant is
+    assumed for the implant day and the ``inpatient_days`` after it (4.1.3)."""
+    limits = TitrationLimits.from_rules(ctx.rules)
+    max_dose = limits.upper_limit_mcg_day
+    inpatient_end = in_hospital_window_end_s(ctx.log.header.implant_date, limits)
     # an inferred program (from the rows, before the first record) is compared for a large
     # cut only: its dose is an estimate, too rough to judge a titration step
     spans = [ps for ps in ctx.rec.program_spans if ps.program.source in ("log", "inferred")]
@@ -50,8 +41,7 @@ def _titration(ctx: Context) -> list[Finding]:
             prev = p if p.mode != "stopped" else prev
             continue
         if prev is not None and prev.source == "inferred":
-            if p.mode != "stopped" and prev.daily_dose_mcg > 0 \
-                    and p.daily_dose_mcg / prev.daily_dose_mcg < 1 - big_cut:
+            if p.mode != "stopped" and judge_step(prev.daily_dose_mcg, p.daily_dose_mcg, limits).large_cut:
                 out.append(_cut(p, prev, end, ctx))
             prev = p
             continue
@@ -60,17 +50,16 @@ def _titration(ctx: Context) -> list[Finding]:
             continue
         new = p.daily_dose_mcg
         days_in_effect = ((end if end is not None else ctx.now_s) - p.start_s) / DAY
-        problems: list[str] = []
-        excess = missed = None
-        direction = "overdose"
-        severity = "warning"
-        after_stop = stop_start is not None and p.start_s - stop_start >= restart_h * HOUR
-        if after_stop and prev is not None and prev.daily_dose_mcg > 0:
-            old = prev.daily_dose_mcg
-            if new >= restart_frac * old:
+        old = prev.daily_dose_mcg if prev is not None else None
+        j = judge_step(
+            old, new, limits, in_hospital=p.start_s < inpatient_end,
+            days_since_increase=None if last_increase is None else (p.start_s - last_increase) / DAY,
+            stopped_h=None if stop_start is None else (p.start_s - stop_start) / HOUR)
+        if j.kind == "restart":
+            if j.full_dose_restart:
                 above = (f" {new:g} mcg/day is also above the {max_dose:g} mcg/day upper limit "
                          "(reached only in significant dystonia, guideline 4.1.5)."
-                         if new > max_dose else "")
+                         if not j.max_ok else "")
                 out.append(Finding(
                     "restart_full_dose", "critical", p.start_s, end,
                     f"On {fmt(p.start_s)} the pump was restarted at {new:g} mcg/day after being "
@@ -81,57 +70,39 @@ def _titration(ctx: Context) -> list[Finding]:
                     ongoing=end is None, evidence=p.offsets[:1], daily_dose_mcg=new,
                     direction="overdose", details={"stop_h": (p.start_s - stop_start) / HOUR,
                                                    "previous_dose_mcg": old, "new_dose_mcg": new,
-                                                   "above_max": new > max_dose,
+                                                   "above_max": not j.max_ok,
                                                    "max_dose_mcg": max_dose}))
             prev, last_increase, stop_start = p, None, None
             continue
         stop_start = None
-        if prev is not None and prev.daily_dose_mcg > 0 and new > 0:
-            old = prev.daily_dose_mcg
-            ratio = new / old
-            if ratio >= unit_ratio or ratio <= 1 / unit_ratio:
-                problems.append(f"the dose changed {ratio:g}-fold ({old:g} to {new:g} mcg/day): "
-                                "a dose entered in the wrong unit (mg for mcg)")
-                severity = "critical"
-                if ratio < 1:
-                    direction = "withdrawal"
-                    missed = (old - new) * days_in_effect
-                else:
-                    excess = (new - old) * days_in_effect
-            elif ratio < 1 - big_cut:
-                out.append(_cut(p, prev, end, ctx))
-            elif ratio > 1 + tol:
-                allowed = old * (1 + step_frac)
-                inpatient = p.start_s < inpatient_end
-                if inpatient:
-                    allowed = max(allowed, old + inpatient_step)
-                if new > allowed * (1 + 1e-9):
-                    extra = (f" or +{inpatient_step:g} mcg/day in hospital (4.1.3)"
-                             if inpatient else "")
-                    problems.append(f"+{100 * (ratio - 1):.0f}% in one step ({old:g} to {new:g} "
-                                    f"mcg/day); the guideline allows +{100 * step_frac:.0f}% "
-                                    f"(4.1.4){extra}")
-                    excess = (new - allowed) * days_in_effect
-                if last_increase is not None and p.start_s - last_increase < min_gap and not inpatient:
-                    problems.append(f"only {(p.start_s - last_increase) / DAY:.1f} days after the "
-                                    f"previous increase; the guideline spaces steps at least "
-                                    f"{min_gap / DAY:g} days apart (4.1.4)")
-                last_increase = p.start_s
-        if new > max_dose:
-            problems.append(f"{new:g} mcg/day is above the {max_dose:g} mcg/day maximum (4.1.5)")
+        excess = missed = None
+        direction = "overdose"
+        if j.unit_error:
+            if new < old:
+                direction, missed = "withdrawal", (old - new) * days_in_effect
+            else:
+                excess = (new - old) * days_in_effect
+        elif j.large_cut:
+            out.append(_cut(p, prev, end, ctx))
+        elif not j.step_ok and j.allowed_mcg_day is not None:
+            excess = (new - j.allowed_mcg_day) * days_in_effect
+        if j.kind == "increase":
+            last_increase = p.start_s
+        if not j.max_ok:
             excess = max(excess or 0.0, (new - max_dose) * days_in_effect)
-        if problems:
+        if j.problems:
             ov = (" The programmer's titration check was overridden." if p.override else "")
             out.append(Finding(
-                "titration_violation", severity, p.start_s, end,
-                f"Program change on {fmt(p.start_s)}: " + "; ".join(problems) + "." + ov,
+                "titration_violation", "critical" if j.unit_error else "warning", p.start_s, end,
+                f"Program change on {fmt(p.start_s)}: " + "; ".join(j.problems) + "." + ov,
                 ongoing=end is None, evidence=p.offsets[:1], excess_mcg=excess, missed_mcg=missed,
-                daily_dose_mcg=(prev.daily_dose_mcg if prev else new) or None,
+                daily_dose_mcg=(old if prev else new) or None,
                 direction=direction, details={"override": p.override, "new_dose_mcg": new,
-                                              "above_max": new > max_dose,
+                                              "above_max": not j.max_ok,
                                               "max_dose_mcg": max_dose,
-                                              "unit_error": severity == "critical",
-                                              "previous_dose_mcg": prev.daily_dose_mcg if prev else None}))
+                                              "unit_error": j.unit_error,
+                                              "previous_dose_mcg": old,
+                                              "in_hospital": j.in_hospital}))
         prev = p
     return out
 

@@ -687,7 +687,7 @@ def _generated(zone: dt.tzinfo) -> str:
 def build_check(result: Any, log: InterrogationLog, zone: dt.tzinfo, rules: Any = None) -> Report:
     """The content of the two-hour check report (with the rules the analysis used, unless
     ``rules`` are given)."""
-    from ..rules import get_rules
+    from clinical.rules import get_rules
 
     a: Assessment = result.assessment
     r = get_rules(rules if rules is not None else a.rules)
@@ -894,7 +894,7 @@ def build_interrogation(
     log: InterrogationLog, zone: dt.tzinfo, a: Assessment, plan: RefillPlan, rules: Any = None
 ) -> Report:
     """The content of the general interrogation report."""
-    from ..rules import get_rules
+    from clinical.rules import get_rules
 
     r = get_rules(rules)
     now = int(a.details.get("now_s") or log.header.interrogated_at.timestamp())

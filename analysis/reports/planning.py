@@ -5,7 +5,7 @@ EOS, from the status snapshot and the programmed rate.
 Pure arithmetic (no plotting).  The reservoir volume is the pump's own estimate, never
 measured, so each reservoir date is also given at the pump's labelled flow accuracy (faster
 than programmed) plus any patient boluses (myPTM) at their daily maximum: the worst case.
-The numbers come from ``parsers/clinical_rules.toml`` (``[pump]``).
+The numbers come from ``clinical/clinical_rules.toml`` (``[pump]``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from clinical.rules import Rules, get_rules
 from parsers import InterrogationLog
 
-from ..rules import Rules, get_rules
 from ..timeutil import DAY, to_seconds
 
 _YEAR_DAYS = 365.25
@@ -114,7 +114,7 @@ def refill_plan(log: InterrogationLog, rules: Rules | Any = None, now_s: int | N
     empty_ml = r.number("pump", "empty_reservoir_ml")
     stability = r.number("pump", "drug_stability_days")
     eri_to_eos = r.number("pump", "eri_to_eos_days")
-    life_y = r.number("pump", "battery_life_years")
+    life_lo, life_hi = r.range("pump", "battery_life_years")
     notes: list[str] = []
     ms: list[Milestone] = []
     reservoir = low = rate = worst = None
@@ -228,19 +228,24 @@ def refill_plan(log: InterrogationLog, rules: Rules | Any = None, now_s: int | N
                 )
             )
     else:
+        # 5.1.1.5: "pump batteries normally last 5-7 years": plan from the earliest; the pump
+        # has not reported ERI yet, so EOS is at least eri_to_eos days away (or at the
+        # labelled shut-off at the end of the range, whichever is sooner)
         implant = log.header.implant_date
-        if float(life_y).is_integer():
-            try:
-                eos = _unix_date(implant.replace(year=implant.year + int(life_y)))
-            except ValueError:  # 29 February
-                eos = _unix_date(implant.replace(year=implant.year + int(life_y), day=28))
-        else:
-            eos = math.floor(_unix_date(implant) + life_y * _YEAR_DAYS * DAY)
-        eri = eos - int(eri_to_eos * DAY)
+        eos_lo, eos_hi = _after_years(implant, life_lo), _after_years(implant, life_hi)
+        eri = max(eos_lo - int(eri_to_eos * DAY), now)
+        eos = min(max(eos_lo, now + int(eri_to_eos * DAY)), eos_hi)
+        eri = min(eri, eos)
+        late = eos_lo - int(eri_to_eos * DAY) < now
         basis = (
-            f"estimate: {life_y:g}-year labelled battery life from the implant date "
-            f"({implant.isoformat()}); the pump reports ERI when it is reached"
+            f"estimate: pump batteries normally last {life_lo:g}-{life_hi:g} years (guideline 5.1.1.5), "
+            f"planned from the earliest, {life_lo:g} years after the implant date "
+            f"({implant.isoformat()}); the pump stops by {_iso(eos_hi)} ({life_hi:g} years, labelled "
+            "automatic shut-off) and reports ERI when it is reached"
         )
+        if late:
+            basis += (f"; past the earliest ERI ({life_lo:g} years) with no ERI reported: it may come at "
+                      f"any interrogation, and EOS {eri_to_eos:g} days after it")
         ms.append(
             Milestone(
                 "eri",
@@ -265,6 +270,20 @@ def refill_plan(log: InterrogationLog, rules: Rules | Any = None, now_s: int | N
 
 def _unix_date(d: Any) -> int:
     return int((d.toordinal() - 719_163) * DAY)  # 719163 = date(1970, 1, 1).toordinal()
+
+
+def _after_years(d: Any, years: float) -> int:
+    """Unix seconds of the UTC midnight ``years`` after the date ``d`` (29 February: the 28th)."""
+    if float(years).is_integer():
+        try:
+            return _unix_date(d.replace(year=d.year + int(years)))
+        except ValueError:  # 29 February
+            return _unix_date(d.replace(year=d.year + int(years), day=28))
+    return math.floor(_unix_date(d) + years * _YEAR_DAYS * DAY)
+
+
+def _iso(unix_s: int) -> str:
+    return np.datetime64(int(unix_s), "s").astype("datetime64[D]").astype(str)
 
 
 @dataclass(frozen=True)

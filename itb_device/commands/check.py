@@ -127,8 +127,6 @@ def run(args: argparse.Namespace) -> int:
     start = parse_user_time(args.start, zone, "--start") if args.start else None
     if start is not None and start > end:
         raise UserError("--start is after --end")
-    if args.weight_kg is not None and not 0 < args.weight_kg < 250:
-        raise UserError("--weight-kg must be a weight in kilograms")
     if args.report is not None:  # before the analysis: a bad path must not come after a verdict
         from itb_device.commands._paths import check_output_file
 
@@ -139,11 +137,15 @@ def run(args: argparse.Namespace) -> int:
                             ".venv/bin/pip install -e .")
 
     from analysis.check import check
-    from analysis.rules import get_rules
+    from clinical.rules import InputError, get_rules
     from parsers import read_log
 
     try:
         rules = get_rules(args.rules)
+        if args.weight_kg is not None:  # one plausible range for every command: [patient] weight_kg_range
+            rules.check_weight(args.weight_kg)
+    except InputError as exc:
+        raise UserError(f"--weight-kg: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     log = read_log(args.log)
@@ -191,7 +193,10 @@ _COLOURS = {"OK": "\033[1;32m", "REVIEW": "\033[1;33m", "URGENT": "\033[1;41;97m
 
 
 def render_text(result: Any, log: Any, fmt: Any, colour: bool = False) -> str:
-    """The check as plain text for a terminal (colour only for the verdict, when asked)."""
+    """The check as plain text for a terminal (colour only for the verdict, when asked; control
+    characters from the log escaped)."""
+    from itb_device.commands._text import printable
+
     a = result.assessment
     p = result.procedure
     verdict = result.verdict
@@ -203,7 +208,7 @@ def render_text(result: Any, log: Any, fmt: Any, colour: bool = False) -> str:
         + ("  (start assumed)" if result.details.get("assumed_start") else ""),
         f"Interrogated: {fmt(result.interrogated_s)} ({result.hours_after_end:.1f} h after the end)",
         "",
-        f"VERDICT: {shown}",
+        f"VERDICT: {verdict}",
     ]
     out += [f"  - {r}" for r in result.reasons]
     out += [f"  (note: {n})" for n in result.notes]
@@ -225,4 +230,7 @@ def render_text(result: Any, log: Any, fmt: Any, colour: bool = False) -> str:
         out += [f"  * {f.kind.replace('_', ' ')} [{f.severity}]: {f.explanation}" for f in a.findings]
     out += ["", "WHAT THE PUMP'S TELEMETRY CANNOT SHOW"] + [f"  - {x}" for x in a.limitations]
     out += ["", a.disclaimer, ""]
-    return "\n".join(out)
+    # text from the log (serial, drug name ...) is shown escaped: it cannot fake or recolour a line
+    lines = [printable(line) for line in out]
+    lines[lines.index(f"VERDICT: {verdict}")] = f"VERDICT: {shown}"
+    return "\n".join(lines)

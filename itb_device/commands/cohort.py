@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from clinical.rules import DEFAULT_LABEL, ENV_VAR
+
 
 def register(p: argparse.ArgumentParser) -> None:
     """Add the cohort options."""
@@ -77,7 +79,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--rules",
         metavar="TOML",
-        help="clinical rules file (default: $ITB_CLINICAL_RULES or parsers/clinical_rules.toml)",
+        help=f"clinical rules file (default: ${ENV_VAR} or {DEFAULT_LABEL})",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
 

@@ -38,24 +38,27 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output.suffix.lower() not in (".pdf", ".html", ".htm"):
         raise UserError(f"{args.output.name}: the report must be a .pdf or .html file")
-    if args.weight_kg is not None and not 0 < args.weight_kg < 250:
-        raise UserError("--weight-kg must be a weight in kilograms")
     from itb_device.commands._paths import check_output_file
+    from itb_device.commands._text import printable
 
     check_output_file(args.output, "-o")
     zone = local_zone(args.tz)
 
     from analysis import analyse
-    from analysis.rules import get_rules
+    from clinical.rules import InputError, get_rules
     from parsers import read_log
 
     try:
         rules = get_rules(args.rules)
+        if args.weight_kg is not None:  # one plausible range for every command: [patient] weight_kg_range
+            rules.check_weight(args.weight_kg)
+    except InputError as exc:
+        raise UserError(f"--weight-kg: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     log = read_log(args.log)
     for p in log.problems:
-        print(f"itb report: {p.severity}: {p}", file=sys.stderr)
+        print(f"itb report: {p.severity}: {printable(p)}", file=sys.stderr)
     assessment = analyse(log, weight_kg=args.weight_kg, rules=rules)
     try:
         from analysis.reports import write_interrogation_report

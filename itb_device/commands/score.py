@@ -51,14 +51,15 @@ def samples_dir(given: Path | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Score and print the report (its last line is the RESULT line)."""
-    from analysis.rules import get_rules
     from analysis.scoring import report, score_directory
+    from clinical.rules import get_rules
+    from itb_device.commands._text import printable_lines
 
     samples = samples_dir(args.samples)
     rules = get_rules(args.rules) if args.rules is not None else None  # a bad file: one line, exit 2
     result = score_directory(samples, rules=rules)
     text = report(result)
-    print(text)
+    print(printable_lines(text))  # sample names and messages, escaped for the terminal
     last = text.strip().splitlines()[-1]
     bad = any(f"{k}=0" not in last for k in ("missed_findings", "false_findings", "risk_mismatches"))
     return 1 if args.fail and bad else 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parsers.clinical_rules import load_rules
+from clinical.rules import Rules, get_rules
 
 DAY = 86400
 # Yearly probabilities of each event per pump (assumptions for synthetic data, not epidemiology).
@@ -72,9 +72,9 @@ def _choice(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
     return table[-1][0]
 
 
-def pump_scenario(index: int, spec: CohortSpec, rules: dict[str, Any] | None = None) -> dict[str, Any]:
+def pump_scenario(index: int, spec: CohortSpec, rules: Rules | None = None) -> dict[str, Any]:
     """The scenario (as a dict, like a parsed TOML file) of pump ``index`` of the cohort."""
-    rules = rules or load_rules()
+    rules = get_rules(rules)
     rng = random.Random(f"{spec.seed}:{index}")
     days = round(spec.years * 365)
     model = 40 if rng.random() < 0.3 else 20
@@ -110,7 +110,7 @@ def pump_scenario(index: int, spec: CohortSpec, rules: dict[str, Any] | None = N
         dose = min(target, dose * (1 + step))
     visits = [program(at, d) for at, d in doses]
     # refills: before the reservoir reaches a safe residual, and within the drug's stability
-    safe = rules.get("reservoir", {}).get("safe_residual_ml", 4.0)
+    safe = rules.number("reservoir", "safe_residual_ml")
     stability = rules["pump"]["drug_stability_days"]
     reservoir = model - rng.uniform(0, 1.5)
     t = 0
@@ -215,7 +215,7 @@ def _exposure(key: str, at: int, rng: random.Random) -> list[dict[str, Any]]:
 
 def cohort_scenarios(spec: CohortSpec) -> Iterator[dict[str, Any]]:
     """Every pump's scenario in index order."""
-    rules = load_rules()
+    rules = get_rules()
     for i in range(spec.pumps):
         yield pump_scenario(i, spec, rules)
 

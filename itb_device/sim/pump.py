@@ -15,21 +15,26 @@ import bisect
 import heapq
 import math
 import random
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from parsers.clinical_rules import load_rules
+from clinical.rules import Rules, get_rules
 from parsers.model import Header, LogImage, Record, Status
 from parsers.records import RecordCode
 
+from .. import safety
 from ..errors import PumpRefused
 from ..prescription import DAY_MIN, MODES, Prescription
 from .logmemory import LogMemory
 
 DAY_S = 86_400
 R = RecordCode
+U32_MAX = 0xFFFF_FFFF
+BOLUS_KEYS_KEPT = 64  # idempotency keys of the most recent boluses the pump remembers
+_TEXT_FIELDS = {"serial": 16, "firmware": 12, "drug_name": 16}  # header/status text, bytes
 
 
 @dataclass
@@ -62,6 +67,14 @@ class PumpConfig:
     battery_eri_utc: int | None = None  # when ERI is reached (ITB-epoch seconds), if in range
     ptm: PtmSettings = field(default_factory=PtmSettings)
 
+    def __post_init__(self) -> None:
+        for name, size in _TEXT_FIELDS.items():
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > size or any(
+                    not 0x20 <= ord(c) < 0x7F for c in value):
+                raise ValueError(f"pump {name} {value!r} must be at most {size} printable ASCII "
+                                 "characters (no control characters)")
+
 
 @dataclass
 class Truth:
@@ -91,10 +104,10 @@ class SimulatedPump:
         seed: int = 0,
         reservoir_ml: float = 0.0,
         concentration_mcg_ml: float = 2000.0,
-        rules: dict | None = None,
+        rules: Rules | Mapping[str, Any] | None = None,
     ) -> None:
         self.cfg = config
-        self.rules = rules or load_rules()
+        self.rules = get_rules(rules)
         pump_rules = self.rules["pump"]
         self.rng = random.Random(seed)
         self.now = start
@@ -130,6 +143,7 @@ class SimulatedPump:
         self.carry = 0.0
         self.bolus: dict[str, Any] | None = None
         self._bolus_id = 0
+        self._bolus_keys: OrderedDict[int, dict[str, Any]] = OrderedDict()  # key -> the bolus it gave
         self.stall_reasons: set[str] = set()
         self.silent_stalls: set[str] = set()  # firmware faults: the rotor stops, nothing is logged
         self.halted = False  # firmware fault: nothing is commanded, nothing is logged
@@ -173,8 +187,9 @@ class SimulatedPump:
         return int(self._clock_pump0 + (t - self._clock_utc0) * (1.0 + self._drift))
 
     def log(self, code: int, values: dict[str, Any] | None = None) -> None:
-        """Write a record stamped with the pump clock now."""
-        self.memory.append(Record(max(self.pump_clock(), 0), int(code), values or {}))
+        """Write a record stamped with the pump clock now (held within the u32 stamp, so that
+        the log stays encodable whatever the clock did)."""
+        self.memory.append(Record(min(max(self.pump_clock(), 0), U32_MAX), int(code), values or {}))
 
     # ----- scheduling ---------------------------------------------------------------------
     def at(self, t: int, fn: Callable[[], None]) -> None:
@@ -394,9 +409,18 @@ class SimulatedPump:
         *,
         override: bool = False,
         intended_daily_dose_mcg: float | None = None,
+        override_reason: str | None = None,
+        operator_id: int | None = None,
     ) -> None:
-        """Accept a new prescription, or refuse what the pump cannot do."""
+        """Accept a new prescription, or refuse what the pump cannot do.
+
+        Without ``override`` the pump makes its own checks too (the drug in the reservoir, the
+        maximum daily dose, flex steps' rates: :func:`itb_device.safety.pump_prescription_problems`);
+        an override needs ``override_reason`` (an OverrideReason name) and ``operator_id`` (the
+        clinician's staff number), which the pump logs in an ``override_note`` record."""
         self._need_telemetry("programming")
+        safety.check_prescription_values(rx, error=PumpRefused)
+        safety.check_intended(intended_daily_dose_mcg, error=PumpRefused)
         if rx.mode not in MODES:
             raise PumpRefused(f"unknown infusion mode {rx.mode!r}; the pump knows {', '.join(MODES)}")
         if not 0 < rx.concentration_mcg_ml <= self.max_conc:
@@ -417,12 +441,23 @@ class SimulatedPump:
                 raise PumpRefused(
                     f"rate {r:.4f} mL/day is outside the pump's range {self.min_rate}-{self.max_rate} mL/day"
                 )
+        note: tuple[str, int] | None = None
+        if override:
+            note = safety.override_note(override_reason, operator_id, error=PumpRefused)
+        else:
+            problems = safety.pump_prescription_problems(
+                rx, self.drug_conc, self.rules, self.minimum_rate_mode)
+            if problems:
+                raise PumpRefused("; ".join(problems) + " (the pump refuses this without an override)")
         self.rx = rx
         self._profile = self._make_profile(rx)
         total = rx.total_daily_dose_mcg(self.minimum_rate_mode)
         self.intended_scale = (
             intended_daily_dose_mcg / total if intended_daily_dose_mcg is not None and total > 0 else 1.0
         )
+        if note is not None:
+            self.log(R.OVERRIDE_NOTE, {"override_reason": note[0], "operator_id": note[1],
+                                       "session_id": self.session_id})
         if rx.mode == "flex":
             steps = rx.status_flex_steps()
             for i, st in enumerate(steps):
@@ -459,6 +494,7 @@ class SimulatedPump:
     ) -> tuple[float, float]:
         """Withdraw and measure the residual, inject new drug.  Returns (expected, measured)."""
         self._need_telemetry("a refill")
+        safety.check_refill_values(volume_ml, concentration_mcg_ml, error=PumpRefused)
         if not 0 < concentration_mcg_ml <= self.max_conc:
             raise PumpRefused(
                 f"drug concentration {concentration_mcg_ml:g} mcg/mL is not possible "
@@ -494,8 +530,30 @@ class SimulatedPump:
         self._clear("empty_reservoir")
         return expected, measured
 
-    def start_bolus(self, kind: str, dose_mcg: float, duration_s: int) -> int:
-        """Begin a bolus; returns its id.  Refused if one is running or the drug is short."""
+    def start_bolus(self, kind: str, dose_mcg: float, duration_s: int, key: int | None = None) -> int:
+        """Begin a bolus; returns its id.  Refused if one is running, the drug is short, or the
+        clinical rules' limit for its kind is exceeded.
+
+        ``key`` (1 to 2**32-1) is the request's idempotency key: a bolus already given under the
+        same key is not given again; its id is returned (the last 64 keys are remembered, across
+        sessions)."""
+        if key is not None:
+            key = safety.integer(key, "bolus key", error=PumpRefused, low=1)
+            given = self._bolus_keys.get(key)
+            if given is not None:
+                if (given["kind"], given["duration_s"]) != (kind, duration_s) or not math.isclose(
+                        given["dose"], dose_mcg, rel_tol=1e-9, abs_tol=1e-9):
+                    raise PumpRefused(f"bolus key {key:#010x} was used for another bolus")
+                return int(given["id"])
+        if kind not in ("clinician", "priming", "bridge", "patient"):
+            raise PumpRefused(f"unknown bolus kind {kind!r}")
+        dose_mcg = safety.number(dose_mcg, "bolus dose_mcg", error=PumpRefused, high=safety.MAX_DOSE_MCG,
+                                 unit=" mcg")
+        duration_s = round(safety.number(duration_s, "bolus duration_s", error=PumpRefused, high=U32_MAX,
+                                         unit=" s"))
+        limit = safety.bolus_limit_problem(kind, dose_mcg, duration_s, self.rules)
+        if limit is not None:
+            raise PumpRefused(limit)
         if self.bolus is not None:
             raise PumpRefused("a bolus is already running")
         if self.eos or self.rx.mode == "stopped":
@@ -527,7 +585,22 @@ class SimulatedPump:
                 "duration_s": duration_s,
             },
         )
+        if key is not None:
+            self._bolus_keys[key] = {"id": self._bolus_id, "kind": kind, "dose": dose_mcg,
+                                     "duration_s": duration_s}
+            while len(self._bolus_keys) > BOLUS_KEYS_KEPT:
+                self._bolus_keys.popitem(last=False)
         return self._bolus_id
+
+    def bolus_by_key(self, key: int) -> tuple[int, int]:
+        """What became of the bolus requested under ``key``: ``(state, bolus id)`` with state 0
+        (no bolus was given under this key: it never arrived, or was refused), 1 (given, still
+        running) or 2 (given and ended)."""
+        given = self._bolus_keys.get(key)
+        if given is None:
+            return 0, 0
+        running = self.bolus is not None and self.bolus["id"] == given["id"]
+        return (1 if running else 2), int(given["id"])
 
     def _end_bolus(self, completed: bool) -> None:
         b = self.bolus
@@ -585,16 +658,16 @@ class SimulatedPump:
     def set_clock(self, utc: int | None = None) -> None:
         """Set the pump clock to UTC (the programmer's clock)."""
         self._need_telemetry("setting the clock")
-        new = self.now if utc is None else int(utc)
+        new = safety.check_clock(self.now if utc is None else utc, error=PumpRefused)
         old = self.pump_clock()
         self._clock_utc0, self._clock_pump0 = self.now, new
-        self.log(R.CLOCK_SET, {"old_clock": max(old, 0), "new_clock": new})
+        self.log(R.CLOCK_SET, {"old_clock": min(max(old, 0), U32_MAX), "new_clock": new})
 
     def reset(self, reason: str = "watchdog") -> None:
         """The pump resets: its clock restarts from 0 (2000-01-01)."""
         before = self.pump_clock()
         self._clock_utc0, self._clock_pump0 = self.now, 0
-        self.log(R.PUMP_RESET, {"reset_reason": reason, "clock_before": max(before, 0)})
+        self.log(R.PUMP_RESET, {"reset_reason": reason, "clock_before": min(max(before, 0), U32_MAX)})
         self.truth.add_event("pump_reset", self.now, None, clock_before=before)
 
     # ----- what an interrogation reads ----------------------------------------------------
@@ -628,7 +701,7 @@ class SimulatedPump:
             serial=self.cfg.serial,
             firmware=self.cfg.firmware,
             implant_date=self.cfg.implant_date,
-            pump_clock=max(self.pump_clock(), 0),
+            pump_clock=min(max(self.pump_clock(), 0), U32_MAX),
             programmer_clock=self.now,
             programmer_id="ITB-SIM",
             page_size=self.cfg.page_size,

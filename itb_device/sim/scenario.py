@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parsers.clinical_rules import RulesError
+from clinical.rules import RulesError
 from parsers.model import LogImage, datetime_to_clock
 
 from ..errors import DeviceError
@@ -272,6 +272,22 @@ def _run_scenario(sc: Scenario, seed: int | None, final_session: bool) -> Scenar
     return ScenarioResult(sc, seed, pump, image, final["_t"], procedures, programming)
 
 
+SCENARIO_OPERATOR = 1  # the staff number of a scenario's simulated clinician, unless it gives one
+
+
+def _override_note(step: dict[str, Any]) -> dict[str, Any]:
+    """A program step's override note: ``reason`` is an override reason's name
+    (itb_device.safety.OVERRIDE_REASONS) or, in a scenario, free text (kept as the note, reason
+    ``other``); ``operator`` the staff number (default :data:`SCENARIO_OPERATOR`)."""
+    from ..safety import OVERRIDE_REASONS
+
+    text = str(step.get("reason", "")).strip()
+    code = text.lower().replace(" ", "_").replace("-", "_")
+    if code in OVERRIDE_REASONS:
+        return {"reason": code, "operator": step.get("operator", SCENARIO_OPERATOR), "note": ""}
+    return {"reason": "other", "operator": step.get("operator", SCENARIO_OPERATOR), "note": text}
+
+
 def _programmer_step(
     prog: Any,
     pump: SimulatedPump,
@@ -289,7 +305,7 @@ def _programmer_step(
             prog.program(
                 rx,
                 override=override,
-                reason=step.get("reason", "scenario"),
+                **_override_note(step),
                 intended_daily_dose_mcg=step.get("intended_daily_dose_mcg"),
             )
             programming.append(

@@ -9,13 +9,16 @@ are the scenario author's clinical label (``[expected_risk]`` in the scenario fi
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from parsers.model import clock_to_datetime
 
 from .scenario import ScenarioResult
+
+if TYPE_CHECKING:
+    from clinical.rules import Rules
 
 HOUR = 3600
 
@@ -56,7 +59,7 @@ def minute_delivery(result: ScenarioResult) -> tuple[np.ndarray, np.ndarray]:
     return grid[:-1], np.diff(at)
 
 
-def build_truth(result: ScenarioResult, rules: dict[str, Any]) -> dict[str, Any]:
+def build_truth(result: ScenarioResult, rules: Rules) -> dict[str, Any]:
     """The truth document written beside a sample log (schema in docs/scenarios.md)."""
     sc, pump = result.scenario, result.pump
     end = result.interrogated_at
@@ -169,7 +172,7 @@ def _first_alarm(result: ScenarioResult, alarm: str) -> int | None:
     return None
 
 
-def _refill_findings(result: ScenarioResult, rules: dict[str, Any], expect: Any) -> None:
+def _refill_findings(result: ScenarioResult, rules: Rules, expect: Any) -> None:
     """A refill whose measured residual differs from the expected beyond the labeled
     accuracy and beyond the consequential volume is an expected finding."""
     pump = result.pump
