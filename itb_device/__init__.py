@@ -9,6 +9,10 @@
 
 from __future__ import annotations
 
+# first: Ctrl-C while the `itb` command starts prints one line, no traceback
+from . import _startup  # noqa: F401
+
+# isort: split
 import importlib
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +20,9 @@ if TYPE_CHECKING:
     from .backends import open_pump as open
     from .backends import register_backend
     from .errors import (
+        BolusOutcomeUnknown,
         DeviceError,
+        InvalidValue,
         LinkError,
         ProgrammerRefused,
         PumpRefused,
@@ -38,6 +44,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ReadOnlyPump": (".errors", "ReadOnlyPump"),
     "TransientLinkError": (".errors", "TransientLinkError"),
     "UnknownBackend": (".errors", "UnknownBackend"),
+    "InvalidValue": (".errors", "InvalidValue"),
+    "BolusOutcomeUnknown": (".errors", "BolusOutcomeUnknown"),
     "FlexDose": (".prescription", "FlexDose"),
     "Prescription": (".prescription", "Prescription"),
     "PumpProgrammer": (".programmer", "PumpProgrammer"),
@@ -54,10 +62,10 @@ def _version() -> str:
         return "0+unknown"
 
 
-__version__ = _version()
-
-
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # looked up when first asked for: `import itb_device` stays quick
+        globals()[name] = value = _version()
+        return value
     if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module, __name__), attr)
@@ -71,8 +79,10 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BolusOutcomeUnknown",
     "DeviceError",
     "FlexDose",
+    "InvalidValue",
     "LinkError",
     "Prescription",
     "ProgrammerRefused",

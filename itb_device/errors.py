@@ -15,6 +15,11 @@ class ProgrammerRefused(DeviceError):
     """The programmer refused a change that breaks the guideline's rules (override needed)."""
 
 
+class InvalidValue(ProgrammerRefused, ValueError):
+    """A value the programmer cannot send: not a number, not finite, negative, or too large for
+    the wire and the pump's log (a ValueError too, for callers that catch that)."""
+
+
 class ReadOnlyPump(DeviceError):
     """The backend replays a saved interrogation and cannot be programmed."""
 
@@ -25,6 +30,17 @@ class LinkError(DeviceError):
 
 class TransientLinkError(LinkError):
     """A failure worth retrying (a lost or corrupted frame)."""
+
+
+class BolusOutcomeUnknown(LinkError):
+    """A bolus request got no answer and the pump could not be asked afterwards: it may or may
+    not have started the bolus.  ``key`` is the request's idempotency key: ``bolus(...,
+    key=exc.key)`` (or the same ``bolus(...)`` call again on the same programmer) asks the
+    pump safely, which gives a bolus at most once per key."""
+
+    def __init__(self, message: str, key: int) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class UnknownBackend(DeviceError):

@@ -17,14 +17,15 @@ from parsers.format import HEADER_SIZE, STATUS_SIZE
 from parsers.header import decode_status
 from parsers.model import datetime_to_clock
 
-from .errors import LinkError, TransientLinkError
+from .errors import BolusOutcomeUnknown, LinkError, PumpRefused, TransientLinkError
 from .prescription import Prescription
-from .programmer import PumpProgrammer, RefillResult
+from .programmer import PumpProgrammer, RefillResult, log
 from .wire.capture import CapturePort
 from .wire.link import Link, StaleSnapshot
 from .wire.messages import (
+    BOLUS_KEYED_REQ,
     BOLUS_KINDS,
-    BOLUS_REQ,
+    BOLUS_QUERY_RESP,
     BOLUS_RESP,
     READ_BLOCK,
     REFILL_REQ,
@@ -164,7 +165,12 @@ class SerialProgrammer(PumpProgrammer):
         return status
 
     def _program(self, rx: Prescription, override: bool, **opts: Any) -> None:
-        self.link.request(Op.PROGRAM, encode_prescription(rx, override, opts.get("intended_daily_dose_mcg")))
+        note = None
+        if override and "override_reason" in opts:
+            note = (opts["override_reason"], opts["operator_id"])
+        self.link.request(
+            Op.PROGRAM, encode_prescription(rx, override, opts.get("intended_daily_dose_mcg"), note)
+        )
 
     def _refill(self, volume_ml: float, concentration_mcg_ml: float, **opts: Any) -> RefillResult:
         reply = self.link.request(
@@ -173,11 +179,32 @@ class SerialProgrammer(PumpProgrammer):
         expected, measured = REFILL_RESP.unpack(reply)
         return RefillResult(ml(expected), ml(measured), volume_ml, concentration_mcg_ml)
 
-    def _bolus(self, kind: str, dose_mcg: float, duration_s: int) -> int:
-        reply = self.link.request(
-            Op.BOLUS, BOLUS_REQ.pack(BOLUS_KINDS[kind], round(dose_mcg * 1000), duration_s)
-        )
+    def _bolus(self, kind: str, dose_mcg: float, duration_s: int, key: int) -> int:
+        payload = BOLUS_KEYED_REQ.pack(BOLUS_KINDS[kind], round(dose_mcg * 1000), duration_s, key)
+        try:
+            reply = self.link.request(Op.BOLUS, payload)
+        except LinkError as exc:
+            # Usually the request arrived and only the answer was lost: ask the pump what became
+            # of the key before reporting anything (the query never gives a bolus).
+            try:
+                state, bolus_id = self._bolus_state(key)
+            except (LinkError, PumpRefused) as query_exc:
+                raise BolusOutcomeUnknown(
+                    f"{exc}; asking the pump afterwards failed too ({query_exc}): the OUTCOME IS UNKNOWN, "
+                    f"the pump may have started the bolus (key {key:#010x}). Do not give it again before "
+                    "you know: the same bolus() call again on this programmer, or key=, asks the pump "
+                    "first and never gives it twice", key) from exc
+            if state:
+                log.warning("BOLUS: the answer was lost, but the pump confirms it started bolus %d "
+                            "(key %#010x)", bolus_id, key)
+                return bolus_id
+            raise LinkError(f"{exc}; the pump confirms it did NOT start the bolus (key {key:#010x}), so "
+                            "asking for it again is safe") from exc
         return BOLUS_RESP.unpack(reply)[0]
+
+    def _bolus_state(self, key: int) -> tuple[int, int]:
+        state, bolus_id = BOLUS_QUERY_RESP.unpack(self.link.request(Op.BOLUS_QUERY, U32.pack(key)))
+        return state, bolus_id
 
     def _set_clock(self, clock: int | None) -> None:
         self.link.request(Op.SET_CLOCK, U32.pack(_utc_now() if clock is None else clock))

@@ -87,6 +87,18 @@ class MotorState(IntEnum):
     STALLED = 1
 
 
+class OverrideReason(IntEnum):
+    """Why the programmer's guideline checks were overridden (``override_note.override_reason``)."""
+
+    NONE = 0  # not given: the pump refuses an override without a reason
+    PHYSICIAN_ORDER = 1  # the treating physician ordered this program
+    MONITORED_INPATIENT = 2  # in hospital, under observation (faster titration, guideline 4.1.3)
+    SUPERVISED_RESTART = 3  # a restart after a stop, supervised
+    CONCENTRATION_CHANGE = 4  # a change of drug concentration being set up
+    BENCH_TEST = 5  # a pump on the bench or a simulation, not implanted
+    OTHER = 6
+
+
 class RecordCode(IntEnum):
     """Record type codes (``type`` in the record header)."""
 
@@ -104,6 +116,7 @@ class RecordCode(IntEnum):
     TELEMETRY_START = 0x0C
     TELEMETRY_END = 0x0D
     DELIVERY = 0x10
+    OVERRIDE_NOTE = 0x11  # 1.1: why and by whom the programmer's checks were overridden
 
 
 def enum_name(enum: type[IntEnum], value: int) -> str:
@@ -319,6 +332,24 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         "A programmer session starts (a clock sync point).",
     ),
     RecordType(RecordCode.TELEMETRY_END, "telemetry_end", (_SESSION,), "A programmer session ends."),
+    RecordType(
+        RecordCode.OVERRIDE_NOTE,
+        "override_note",
+        (
+            Field(
+                "override_reason",
+                "u8",
+                enum=OverrideReason,
+                doc="why the programmer's checks were overridden (OverrideReason)",
+            ),
+            _pad("reserved", "u8"),
+            _pad("reserved2", "u16"),
+            Field("operator_id", "u32", doc="staff number of the clinician who gave the override"),
+            _SESSION,
+        ),
+        "The programmer's checks were overridden for the prescription records that follow (same "
+        "stamp): why, and who gave the override.",
+    ),
     RecordType(
         RecordCode.DELIVERY,
         "delivery",

@@ -67,7 +67,7 @@ def test_worked_example_field_values():
     assert "`80 75 E8 30` pump clock 820540800" in FLAT
     assert resp[7:12] == bytes.fromhex("8075E83014")  # pump clock, 20 mL
     assert snap[7:17] == bytes.fromhex("01000000800500000004")  # snapshot 1, 1408 bytes, 1024
-    assert block[7:23] == bytes.fromhex("89495442 0D0A1A0A 0100 8000 0001 0004")
+    assert block[7:23] == bytes.fromhex("89495442 0D0A1A0A 0101 8000 0001 0004")  # format 1.1
     assert "of `01 00 10 01 04 00 85 75 E8 30`" in FLAT
     assert hx(req[1:11]) == "01 00 10 01 04 00 85 75 E8 30"
 

@@ -84,7 +84,7 @@ def test_programming_commands_change_the_simulated_pump(kind):
         assert [r["step_start_min"] for r in records(pump, RecordCode.PRESCRIPTION)[-2:]] == [0, 480]
 
         big = Prescription("simple_continuous", 600.0, 2000.0)
-        prog.program(big, override=True, reason="test")
+        prog.program(big, override=True, reason="bench_test", operator=1)
         assert pump.rx == big
         assert records(pump, RecordCode.PRESCRIPTION)[-1]["override"] == 1
 
@@ -116,7 +116,8 @@ def test_a_replayed_log_is_served_read_only(kind):
         assert prog.read_log_bytes() == raw
         assert prog.interrogate() == read_log_bytes(raw).status
         with pytest.raises(ReadOnlyPump, match="replays a saved interrogation"):
-            prog.program(Prescription("simple_continuous", 100.0, 2000.0), override=True, reason="test")
+            prog.program(Prescription("simple_continuous", 100.0, 2000.0), override=True,
+                         reason="bench_test", operator=1)
         with pytest.raises(ReadOnlyPump, match="cannot be changed"):
             prog.bolus(10)
         with pytest.raises(ReadOnlyPump):

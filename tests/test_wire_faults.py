@@ -88,9 +88,9 @@ class CountingService(PumpService):
         super().__init__(*args, **kwargs)
         self.requests: dict[int, int] = {}
 
-    def handle(self, frame: Frame) -> bytes:
+    def handle(self, frame: Frame, *args) -> bytes:
         self.requests[frame.opcode] = self.requests.get(frame.opcode, 0) + 1
-        return super().handle(frame)
+        return super().handle(frame, *args)
 
 
 @pytest.mark.slow

@@ -58,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
         from itb_device.commands._paths import check_output_file
 
         check_output_file(args.output, "-o")
+    from itb_device.commands._text import printable
+
     log = read_log(args.log, strict=args.strict)
     for p in log.problems:
-        print(f"itb decode: {p.severity}: {p}", file=sys.stderr)
+        print(f"itb decode: {p.severity}: {printable(p)}", file=sys.stderr)
     what = args.what or "summary"
     fmt = args.format or (
         "json"
@@ -181,4 +183,6 @@ def _summary_text(log, d: dict) -> str:  # noqa: ANN001
         lines.append(f"  problems    {warnings} warnings (listed above), no damage")
     else:
         lines.append("  problems    none found in the file")
-    return "\n".join(lines) + "\n"
+    from itb_device.commands._text import printable
+
+    return "\n".join(printable(line) for line in lines) + "\n"  # the log's text fields, escaped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from pathlib import Path
@@ -32,6 +33,14 @@ def register(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--tick", type=float, default=0.0, help="simulated seconds that pass after each command")
     p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="disconnect a TCP client that sends nothing for S seconds (default 120; 0: never); "
+        "several clients are served at once, so an idle or slow one never holds up the others",
+    )
+    p.add_argument(
         "--faults",
         default="",
         metavar="SPEC",
@@ -46,12 +55,17 @@ def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C."""
     from itb_device.cli import UserError
     from itb_device.wire.faults import FaultSpec, FaultyTransport
-    from itb_device.wire.server import open_transport, serve
+    from itb_device.wire.server import IDLE_TIMEOUT_S, open_transport, serve
 
     try:
         faults = FaultSpec.parse(args.faults) if args.faults else None
     except ValueError as exc:
         raise UserError(f"--faults: {exc}") from exc
+    timing = (("--speed", args.speed), ("--tick", args.tick), ("--idle-timeout", args.idle_timeout))
+    for option, value in timing:
+        if value is not None and not (math.isfinite(value) and 0 <= value <= 1e9):
+            raise UserError(f"{option} {value:g}: give a number of seconds from 0 to 1e9")
+    idle = IDLE_TIMEOUT_S if args.idle_timeout is None else (args.idle_timeout or None)
     try:
         service = _service(args)
         transport = open_transport(args.listen)
@@ -64,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"pump simulator listening on {transport.name}", flush=True)
     try:
-        serve(service, transport)
+        serve(service, transport, idle_timeout_s=idle)
     except KeyboardInterrupt:
         print("pump simulator stopped", file=sys.stderr)
     finally:

@@ -82,23 +82,31 @@ class FaultyTransport:
             out.append(b)
         return bytes(out)
 
-    def write(self, data: bytes) -> None:
+    def send(self, client: Any, data: bytes) -> None:
+        """Send a reply through the faults (mangled, maybe split into two pieces)."""
         data = self._mangle(data)
         if self.spec.split and len(data) > 1 and self.rng.random() < self.spec.split:
             cut = self.rng.randint(1, len(data) - 1)
-            self.inner.write(data[:cut])
+            self.inner.send(client, data[:cut])
             if self.spec.delay_s:
                 time.sleep(self.spec.delay_s)
-            self.inner.write(data[cut:])
+            self.inner.send(client, data[cut:])
         else:
-            self.inner.write(data)
+            self.inner.send(client, data)
 
-    def read(self, timeout: float) -> bytes | None:
-        data = self.inner.read(timeout)
-        return None if data is None else self._mangle(data)
+    def poll(self, timeout: float) -> list[tuple[Any, bytes | None]]:
+        """The inner transport's events, the bytes received mangled."""
+        return [(c, d if not d else self._mangle(d)) for c, d in self.inner.poll(timeout)]
+
+    def close_client(self, client: Any) -> None:
+        self.inner.close_client(client)
 
     def close(self) -> None:
         self.inner.close()
+
+    @property
+    def single_channel(self) -> bool:
+        return getattr(self.inner, "single_channel", False)
 
     @property
     def name(self) -> str:

@@ -11,7 +11,7 @@ import struct
 from enum import IntEnum
 
 from parsers.model import mcg_to_ng, ml_to_nl
-from parsers.records import MILLI_PER_UNIT, NG_PER_MCG, NL_PER_ML
+from parsers.records import MILLI_PER_UNIT, NG_PER_MCG, NL_PER_ML, OverrideReason, enum_name
 
 from ..prescription import MODES, FlexDose, Prescription
 
@@ -28,8 +28,9 @@ class Op(IntEnum):
     REFILL = (
         0x11  # u32 volume nL, u32 concentration (0.001 mcg/mL), u8 flags -> u32 expected nL, u32 measured nL
     )
-    BOLUS = 0x12  # u8 kind, u32 dose ng, u32 duration s -> u16 bolus id
+    BOLUS = 0x12  # u8 kind, u32 dose ng, u32 duration s[, u32 idempotency key] -> u16 bolus id
     SET_CLOCK = 0x13  # u32 clock (ITB-epoch s) -> empty
+    BOLUS_QUERY = 0x14  # u32 idempotency key -> u8 state (0 none, 1 running, 2 ended), u16 bolus id
     SESSION_END = 0x1F  # -> empty
     ERROR = 0x7F  # response only: u8 code, UTF-8 message
 
@@ -41,6 +42,7 @@ class ErrorCode(IntEnum):
     READ_ONLY = 2  # a replayed log cannot be changed
     BAD_REQUEST = 3  # malformed payload or unknown opcode
     STALE_SNAPSHOT = 4  # READ_BLOCK for a snapshot that is no longer held
+    FAULT = 5  # the pump failed inside while handling the request (it keeps serving)
 
 
 BOLUS_KINDS = {"clinician": 1, "priming": 2, "bridge": 3}
@@ -51,15 +53,23 @@ READ_BLOCK = struct.Struct("<IIH")
 REFILL_REQ = struct.Struct("<IIB")
 REFILL_RESP = struct.Struct("<II")
 BOLUS_REQ = struct.Struct("<BII")
+BOLUS_KEYED_REQ = struct.Struct("<BIII")  # BOLUS_REQ then the u32 idempotency key (not 0)
 BOLUS_RESP = struct.Struct("<H")
+BOLUS_QUERY_RESP = struct.Struct("<BH")
+OVERRIDE_REASONS = {m.name.lower(): int(m) for m in OverrideReason}
+_RX_NOTE = struct.Struct("<BxxxI")  # override reason code, 3 pad, u32 operator id (staff number)
 _RX_HEAD = struct.Struct("<BBBxIII")  # mode, override, n_steps, concentration, dose, intended
 _RX_STEP = struct.Struct("<HI")
 
 
-def encode_prescription(rx: Prescription, override: bool, intended_mcg: float | None) -> bytes:
+def encode_prescription(
+    rx: Prescription, override: bool, intended_mcg: float | None, note: tuple[str, int] | None = None
+) -> bytes:
     """PROGRAM payload: mode u8, override u8, step count u8, pad, concentration u32
     (0.001 mcg/mL), daily dose u32 (ng/day), intended daily dose u32 (ng/day, 0 = as
-    programmed), then per flex step start u16 (min after midnight), dose u32 (ng/day)."""
+    programmed), then per flex step start u16 (min after midnight), dose u32 (ng/day), then
+    with an override its note: reason code u8 (OverrideReason), 3 pad, operator id u32.
+    The values must have been checked (:func:`itb_device.safety.check_prescription_values`)."""
     head = _RX_HEAD.pack(
         MODES.index(rx.mode),
         int(override),
@@ -68,11 +78,15 @@ def encode_prescription(rx: Prescription, override: bool, intended_mcg: float | 
         mcg_to_ng(rx.daily_dose_mcg),
         0 if intended_mcg is None else mcg_to_ng(intended_mcg),
     )
-    return head + b"".join(_RX_STEP.pack(s.start_min, mcg_to_ng(s.daily_dose_mcg)) for s in rx.flex_steps)
+    tail = b"" if note is None else _RX_NOTE.pack(OVERRIDE_REASONS[note[0]], note[1])
+    steps = b"".join(_RX_STEP.pack(s.start_min, mcg_to_ng(s.daily_dose_mcg)) for s in rx.flex_steps)
+    return head + steps + tail
 
 
-def decode_prescription(payload: bytes) -> tuple[Prescription, bool, float | None]:
-    """Inverse of :func:`encode_prescription`; raises ValueError when malformed."""
+def decode_prescription(payload: bytes) -> tuple[Prescription, bool, float | None, tuple[str, int] | None]:
+    """Inverse of :func:`encode_prescription`: the prescription, the override flag, the intended
+    dose and the override note (reason name, operator id; None when absent); raises ValueError
+    when malformed."""
     try:
         mode, override, n, conc, dose, intended = _RX_HEAD.unpack_from(payload, 0)
         steps = tuple(
@@ -83,10 +97,17 @@ def decode_prescription(payload: bytes) -> tuple[Prescription, bool, float | Non
         )
     except struct.error as exc:
         raise ValueError(f"malformed PROGRAM payload: {exc}") from exc
-    if mode >= len(MODES) or len(payload) != _RX_HEAD.size + n * _RX_STEP.size:
+    body = _RX_HEAD.size + n * _RX_STEP.size
+    if mode >= len(MODES) or override > 1 or len(payload) not in (body, body + _RX_NOTE.size):
         raise ValueError("malformed PROGRAM payload")
+    note = None
+    if len(payload) > body:
+        if not override:
+            raise ValueError("malformed PROGRAM payload: an override note without the override flag")
+        code, operator = _RX_NOTE.unpack_from(payload, body)
+        note = (enum_name(OverrideReason, code), operator)
     rx = Prescription(MODES[mode], dose / NG_PER_MCG, conc / MILLI_PER_UNIT, steps)
-    return rx, bool(override), (intended / NG_PER_MCG if intended else None)
+    return rx, bool(override), (intended / NG_PER_MCG if intended else None), note
 
 
 def nl(ml: float) -> int:
