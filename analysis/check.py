@@ -49,6 +49,7 @@ _EVENT_TEXT = {
     "prescription": "prescription programmed: {mode}, {daily_dose_mcg_day:g} mcg/day",
     "refill": "refill: {volume_added_ml:g} mL of {concentration_mcg_ml:g} mcg/mL",
     "ptm_request": "patient bolus request ({reason})",
+    "override_note": "programmer check overridden: reason {override_reason}, operator {operator_id}",
     "clock_set": "pump clock set",
     "pump_reset": "pump reset",
 }

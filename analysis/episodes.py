@@ -207,6 +207,7 @@ _FIELDS = {
     "pump_reset": ("reset_reason", "clock_before"),
     "telemetry_start": ("session_id", "programmer_clock"),
     "telemetry_end": ("session_id",),
+    "override_note": ("override_reason", "operator_id", "session_id"),
 }
 
 
