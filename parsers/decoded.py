@@ -116,6 +116,9 @@ class DecodedRecords:
     delivery_page_seq: np.ndarray  # uint32
     delivery: dict[str, np.ndarray]  # table columns (enum fields as int8 category codes)
     delivery_raw: dict[str, np.ndarray]  # raw on-disk values of the enum fields
+    # delivery rows a section-12 check may flag, found by the fast decoder while the rows
+    # were in cache: (stalled_s > interval_s, stamped over 2 s early); None: not looked for
+    row_flags: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.clock)

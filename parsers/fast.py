@@ -27,6 +27,7 @@ from .decoded import (
 from .errors import LogFormatError
 from .pages import PageOrder, PageScan
 from .records import BY_CODE, DELIVERY_CODE, PAYLOAD_SIZE, RECORD_SIZE, RecordType
+from .timebase import BACKWARD_TOLERANCE_S
 
 RECORD_DTYPE = np.dtype([("clock", "<u4"), ("code", "<u2"), ("aux", "<u2"), ("payload", f"V{PAYLOAD_SIZE}")])
 
@@ -173,18 +174,30 @@ def decode_records(
             seqs = np.repeat(scan.seq[ic], rpp)
             np.take(offsets, sel, out=doffset[q : q + k])
             np.take(seqs, sel, out=dseq[q : q + k])
+            # section-12 row checks on the columns just written, while they are in cache
+            rows = slice(q, q + k)
+            flagged = _row_candidates(dclock[rows], cols["stalled_s"][rows], cols["interval_s"][rows], q)
             if k == n:
-                return None
+                return None, flagged
             f = np.flatnonzero(is_ev)
             r, j = np.divmod(f, rpp)
             ev = np.take(raw, f, axis=0).view(RECORD_DTYPE).reshape(-1)
-            return page_first[c0 + r] + j, ev, offsets[f], seqs[f]
+            return (page_first[c0 + r] + j, ev, offsets[f], seqs[f]), flagged
 
         chunks = range(len(chunk_starts))
-        parts = list(pool.map(decode_chunk, chunks) if pool else map(decode_chunk, chunks))
+        results = list(pool.map(decode_chunk, chunks) if pool else map(decode_chunk, chunks))
     finally:
         if pool:
             pool.shutdown()
+    parts = [part for part, _ in results]
+    # each chunk's first row against the row before it, in an earlier chunk
+    firsts = np.array([q_first[ci] for ci in chunks if n_del[ci] and q_first[ci] > 0], dtype=np.int64)
+    seam = firsts[_starts_early(dclock[firsts], dclock[firsts - 1], cols["interval_s"][firsts])]
+    flags = [f for _, f in results]
+    row_flags = (
+        np.concatenate([np.empty(0, np.int64), *(a for a, _ in flags)]),
+        np.sort(np.concatenate([seam, *(b for _, b in flags)])),
+    )
     ev_parts = [part for part in parts if part is not None]
     if ev_parts:
         event_idx, ev, ev_offset, ev_seq = (np.concatenate(a) for a in zip(*ev_parts, strict=True))
@@ -208,7 +221,29 @@ def decode_records(
         delivery_page_seq=dseq,
         delivery=cols,
         delivery_raw=raw_enum,
+        row_flags=row_flags,
     )
+
+
+def _starts_early(clock: np.ndarray, prev: np.ndarray, interval: np.ndarray) -> np.ndarray:
+    """Rows stamped less than ``interval`` minus 2 s after the row before them (a candidate
+    overlap, docs/log-format.md 12.1; :mod:`parsers.checks` applies the rest of the rule)."""
+    d = clock.astype(np.int64)
+    d -= prev
+    d += BACKWARD_TOLERANCE_S
+    return d < interval
+
+
+def _row_candidates(
+    clock: np.ndarray, stalled: np.ndarray, interval: np.ndarray, q: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """In one chunk's delivery rows (the first is delivery row ``q``): rows whose
+    ``stalled_s`` exceeds ``interval_s``, and rows (after the chunk's first) that start early."""
+    long_rows = np.flatnonzero(stalled > interval) + q
+    if len(clock) < 2:
+        return long_rows, np.empty(0, dtype=np.int64)
+    early = np.flatnonzero(_starts_early(clock[1:], clock[:-1], interval[1:])) + (q + 1)
+    return long_rows, early
 
 
 def _count_delivery(codes: np.ndarray, pages: np.ndarray, counts: np.ndarray, lane: np.ndarray) -> int:

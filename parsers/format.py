@@ -14,7 +14,7 @@ from .records import PAYLOAD_SIZE, RECORD_SIZE, RECORD_TYPES
 
 MAGIC = b"\x89ITB\r\n\x1a\n"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1  # 1.1: the ring position in the status (docs/log-format.md 5.4)
 HEADER_SIZE = 128
 STATUS_SIZE = 256
 PAGE_HEADER_SIZE = 16
@@ -86,10 +86,17 @@ Status = cs.Struct(
     "last_refill_clock" / cs.Int32ul,
     "eri_clock" / cs.Int32ul,
     "flex_steps" / cs.Array(MAX_FLEX_STEPS, FlexStep),
-    "reserved" / cs.Bytes(36),
+    # 1.1: where the pump's ring stands (docs/log-format.md 5.4); zero in a 1.0 file
+    "ring_last_seq" / cs.Int32ul,
+    "ring_pages" / cs.Int32ul,
+    "ring_last_count" / cs.Int16ul,
+    "ring_flags" / cs.Int8ul,
+    "reserved" / cs.Bytes(25),
     "crc" / cs.Int32ul,
 )
 assert Status.sizeof() == STATUS_SIZE
+STATUS_RING_OFFSET = 216  # ring_last_seq, from the start of the status block
+RING_RECORDED = 0x01  # ring_flags bit 0: ring_last_seq, ring_pages and ring_last_count are set
 
 
 def payload_struct(fields: tuple) -> cs.Construct:

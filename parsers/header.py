@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -112,8 +113,12 @@ def decode_header(data: bytes, with_layout: bool = False) -> Any:
     return (header, ok, c) if with_layout else (header, ok)
 
 
-def encode_status(s: Status) -> bytes:
-    """The 256 status bytes for ``s``, CRC included."""
+def encode_status(s: Status, ring: tuple[int, int, int] | None = None) -> bytes:
+    """The 256 status bytes for ``s``, CRC included.
+
+    The ring position (docs/log-format.md 5.4) is ``s``'s own when it records one, else
+    ``ring`` (``(last_seq, pages, last_count)``, what the writer takes from the pages it
+    writes); with neither, the bytes stay zero, as in a 1.0 file."""
     if len(s.flex_steps) > fmt.MAX_FLEX_STEPS:
         raise ValueError(f"a flex program has at most {fmt.MAX_FLEX_STEPS} steps")
     steps = [
@@ -131,6 +136,9 @@ def encode_status(s: Status) -> bytes:
     alarms = s.alarm_bits_unknown
     for name in s.active_alarms:
         alarms |= 1 << enum_value(Alarm, name)
+    if s.ring_recorded:
+        ring = (int(s.ring_last_seq), int(s.ring_pages), int(s.ring_last_count or 0))  # type: ignore[arg-type]
+    last_seq, pages, last_count = ring if ring is not None else (0, 0, 0)
     data = fmt.Status.build(
         dict(
             reservoir_nl=ml_to_nl(s.reservoir_ml),
@@ -151,7 +159,11 @@ def encode_status(s: Status) -> bytes:
             last_refill_clock=s.last_refill_clock,
             eri_clock=s.eri_clock,
             flex_steps=steps,
-            reserved=bytes(36),
+            ring_last_seq=last_seq,
+            ring_pages=pages,
+            ring_last_count=last_count,
+            ring_flags=fmt.RING_RECORDED if ring is not None else 0,
+            reserved=bytes(25),
             crc=0,
         )
     )
@@ -188,4 +200,8 @@ def decode_status(data: bytes) -> tuple[Status, bool]:
         eri_clock=c.eri_clock,
         alarm_bits_unknown=c.active_alarms & ~_KNOWN_ALARM_BITS,
     )
+    if c.ring_flags & fmt.RING_RECORDED:
+        status = dataclasses.replace(
+            status, ring_last_seq=c.ring_last_seq, ring_pages=c.ring_pages, ring_last_count=c.ring_last_count
+        )
     return status, ok

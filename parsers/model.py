@@ -45,7 +45,7 @@ class Header:
     ring_slots: int = 256
     page_count: int = 0
     version_major: int = 1
-    version_minor: int = 0
+    version_minor: int = 1  # 1.1: the status carries the ring position (docs/log-format.md 5.4)
     flags: int = 0
 
     @property
@@ -96,11 +96,31 @@ class Status:
     last_refill_clock: int = 0
     eri_clock: int = 0
     alarm_bits_unknown: int = 0  # alarm bits with no known name, kept for round trips
+    # Where the pump's ring of log pages stands (format 1.1, docs/log-format.md 5.4): the
+    # newest page's sequence number, how many pages the ring holds (0: none written yet) and
+    # the records in the newest page.  None: not recorded (a 1.0 file), and for the writer
+    # "take them from the pages written".  They describe the log memory, not the pump's
+    # clinical state, so two snapshots that differ only here compare equal.
+    ring_last_seq: int | None = field(default=None, compare=False)
+    ring_pages: int | None = field(default=None, compare=False)
+    ring_last_count: int | None = field(default=None, compare=False)
 
     @property
     def motor_stalled(self) -> bool:
         """True when the snapshot says the rotor is stalled."""
         return self.motor_state == "stalled"
+
+    @property
+    def ring_recorded(self) -> bool:
+        """True when the snapshot says where the ring stands (format 1.1)."""
+        return self.ring_last_seq is not None and self.ring_pages is not None
+
+    @property
+    def ring_first_seq(self) -> int | None:
+        """Sequence number of the oldest page the ring holds (None: not recorded or empty)."""
+        if not self.ring_recorded or not self.ring_pages:
+            return None
+        return int(self.ring_last_seq) - int(self.ring_pages) + 1  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -149,6 +169,11 @@ class Problem:
     page_seq: int | None = None
     severity: Severity = "error"
     path: str | None = None
+    # What the problem covers, where known: page sequence numbers ``page_seq`` to
+    # ``last_seq`` (e.g. the pages a gap loses) and ``length`` bytes from ``offset`` (e.g. a
+    # damaged page).  Records there are lost or untrusted because of it.
+    last_seq: int | None = None
+    length: int | None = None
 
     def __str__(self) -> str:
         where = f"byte {self.offset}: " if self.offset is not None else ""

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from . import fast
 from . import format as fmt
+from .checks import check_rules
 from .decoded import DecodedRecords, empty_records
 from .errors import LogFormatError
 from .frames import ITB_EPOCH_UNIX_S, MAX_UTC_S, build_delivery, build_events, utc_times
 from .header import decode_header, decode_status
+from .layout import blank_erased, find_layout
 from .model import Header, LogImage, Page, Problem, Record, Status
-from .pages import order_pages
+from .pages import Around, Gap, RingRange, order_pages
 from .records import BY_CODE, DELIVERY_CODE, RECORD_SIZE, RecordCode
 from .timebase import ClockMarks, Timebase, correct_clocks
 
@@ -161,9 +164,16 @@ def _read(
     problems: list[Problem] = []
 
     def problem(
-        kind: str, message: str, offset: int | None, seq: int | None = None, severity: str = "error"
+        kind: str,
+        message: str,
+        offset: int | None,
+        seq: int | None = None,
+        severity: str = "error",
+        *,
+        last_seq: int | None = None,
+        length: int | None = None,
     ) -> None:
-        p = Problem(kind, message, offset, seq, severity, str(path))  # type: ignore[arg-type]
+        p = Problem(kind, message, offset, seq, severity, str(path), last_seq, length)  # type: ignore[arg-type]
         if strict:
             raise LogFormatError(path, offset, message)
         problems.append(p)
@@ -193,19 +203,24 @@ def _read(
     if not header_ok:
         problem(
             "bad_header_crc",
-            "header fails its CRC-32C: pump identity and clocks may be wrong",
+            "header fails its CRC-32C: pump identity and clocks may be wrong, and the pages are "
+            "found by their own markers and CRCs, not by the header's layout",
             fmt.HEADER_SIZE - 4,
         )
+    # a header that passes its CRC is taken at its word; a damaged one only says what 1.x fixes
+    wrong = []
     for name, off, want in (
         ("header_size", 10, fmt.HEADER_SIZE),
         ("status_size", 12, fmt.STATUS_SIZE),
         ("record_size", 16, 32),
     ):
         if lay[name] != want:
-            raise LogFormatError(
-                path, off, f"{name} is {lay[name]}, expected {want}: the layout cannot be trusted"
-            )
-    if lay.page_size not in fmt.ALLOWED_PAGE_SIZES:
+            if header_ok:
+                raise LogFormatError(
+                    path, off, f"{name} is {lay[name]}, expected {want}: the layout cannot be trusted"
+                )
+            wrong.append((off, f"{name} {lay[name]} (it is {want} in every 1.x file)"))
+    if lay.page_size not in fmt.ALLOWED_PAGE_SIZES and header_ok:
         raise LogFormatError(
             path,
             14,
@@ -234,27 +249,51 @@ def _read(
             pages_start - 4,
         )
 
+    promised = header.page_count
+    if not header_ok:  # find the pages by their own markers and CRCs (docs/log-format.md 5.3)
+        found = find_layout(buf, pages_start, size, lay.page_size, lay.page_count)
+        if found.page_size != lay.page_size:
+            wrong.append((14, f"page size {lay.page_size}"))
+        if found.pages != lay.page_count:
+            wrong.append((24, f"{lay.page_count} pages"))
+        if wrong:
+            problem(
+                "layout_from_pages",
+                f"the damaged header says {', '.join(w for _, w in wrong)}; the pages themselves show "
+                f"{_pages(found.intact)} intact at page size {found.page_size}: "
+                f"{_pages(found.pages)} of {found.page_size} bytes are read",
+                wrong[0][0],
+                severity="warning",
+            )
+        header = dataclasses.replace(header, page_size=found.page_size, page_count=found.pages)
+        promised = found.pages if lay.page_count <= found.pages else lay.page_count
     ps = header.page_size
     complete = (size - pages_start) // ps
     n_pages = min(header.page_count, complete)
     expected_end = pages_start + header.page_count * ps
-    if size < expected_end:
+    cut = 0
+    if size < expected_end or (not header_ok and promised > n_pages and (size - pages_start) % ps):
+        cut = max(promised - n_pages, 1)
+        end = pages_start + promised * ps
         problem(
             "truncated",
-            f"file ends at byte {size} but the header promises {header.page_count} "
-            f"pages (to byte {expected_end}): {_pages(header.page_count - n_pages)} missing, "
+            f"file ends at byte {size} but the header promises {promised} "
+            f"pages (to byte {end}): {_pages(cut)} missing, "
             "the last partial page is skipped"
             if (size - pages_start) % ps
-            else f"file ends at byte {size} but the header promises {header.page_count} pages "
-            f"(to byte {expected_end}): {_pages(header.page_count - n_pages)} missing",
+            else f"file ends at byte {size} but the header promises {promised} pages "
+            f"(to byte {end}): {_pages(cut)} missing",
             pages_start + n_pages * ps,
+            length=end - (pages_start + n_pages * ps),
         )
+        expected_end = end
     elif size > expected_end:
         problem(
             "trailing_bytes",
             f"{size - expected_end} bytes after the last page are ignored",
             expected_end,
             severity="warning",
+            length=size - expected_end,
         )
 
     if decoder == "fast":
@@ -279,9 +318,33 @@ def _read(
             20,
         )
         ring = guess
-    order = order_pages(scan, ring, ps)
+    ring_range = None
+    if status_ok and status.ring_recorded:
+        last, held = int(status.ring_last_seq), int(status.ring_pages)  # type: ignore[arg-type]
+        if held > ring or held > last + 1:
+            problem(
+                "ring_position",
+                f"the status says the ring holds {held} pages up to seq {last}, which a ring of "
+                f"{ring} slots cannot: the ring position is not used",
+                fmt.HEADER_SIZE + fmt.STATUS_RING_OFFSET,
+                severity="warning",
+            )
+        else:
+            ring_range = RingRange(last - held + 1, last, int(status.ring_last_count or 0))
+    beyond = None
+    if ring_range is not None and size >= expected_end + ps and header_ok:
+        beyond = fast.scan_pages(buf, expected_end, (size - expected_end) // ps, ps)
+    blank = blank_erased(buf, scan.offset, scan.sync, ps)
+    order = order_pages(
+        scan,
+        ring,
+        ps,
+        blank=blank,
+        ring=ring_range,
+        around=Around(pages_start + n_pages * ps, beyond, cut),
+    )
     for p in order.problems:
-        problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
+        problem(p.kind, p.message, p.offset, p.page_seq, p.severity, last_seq=p.last_seq, length=p.length)
     if len(order.accepted) == 0:
         dec = empty_records()
     elif parsed is None:
@@ -301,7 +364,11 @@ def _read(
         release()
     counts = scan.count[order.accepted].astype(np.int64)
     page_first = np.cumsum(counts) - counts
-    gap_starts = [int(page_first[j + 1]) for j, _, _ in order.gaps if page_first[j + 1] < len(dec)]
+    gap_starts = [
+        int(page_first[g.after + 1])
+        for g in order.gaps
+        if 0 <= g.after < len(counts) - 1 and page_first[g.after + 1] < len(dec)
+    ]
 
     def offset_of(i: int) -> int:  # byte offset of the record at storage position i
         j = int(np.searchsorted(page_first, i, side="right")) - 1
@@ -317,6 +384,7 @@ def _read(
         (header.pump_clock, header.programmer_clock),
         gap_starts,
         offset_of,
+        tail_missing=order.tail_missing,
     )
     for p in tb.problems:
         problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
@@ -335,20 +403,17 @@ def _read(
 
     pages_df = _pages_table(scan, order.accepted, counts, page_first, utc_at)
     gaps_df = _gaps_table(order.gaps, scan, order.accepted, counts, page_first, utc_at)
-    for g in gaps_df.itertuples(index=False) if len(gaps_df) else ():
-        span = (
-            f"history from {g.start_utc:%Y-%m-%d %H:%M:%S} to {g.end_utc:%Y-%m-%d %H:%M:%S} UTC is lost"
-            if pd.notna(g.start_utc) and pd.notna(g.end_utc)
-            else "history is lost"
-        )
-        n = g.last_missing_seq - g.first_missing_seq + 1
+    for g, row in zip(order.gaps, gaps_df.itertuples(index=False), strict=True):
         problem(
             "page_gap",
-            f"pages seq {g.first_missing_seq}..{g.last_missing_seq} ({n} pages) are "
-            f"missing or damaged before the page at this offset: {span}",
-            int(g.next_page_offset),
-            int(g.first_missing_seq),
+            _gap_message(g, row, len(counts)),
+            int(g.offset),
+            g.first,
+            last_seq=g.last,
         )
+    from_first_page = bool(len(counts)) and int(scan.seq[order.accepted[0]]) == 0
+    for p in check_rules(dec, tb, gap_starts, from_first_page=from_first_page):
+        problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
     return InterrogationLog(
         path=path,
         header=header,
@@ -366,6 +431,43 @@ def _read(
 
 def _pages(n: int) -> str:
     return f"{n} page" if n == 1 else f"{n} pages"
+
+
+def _gap_message(g: Gap, row: Any, n_accepted: int) -> str:
+    """What a page gap loses: which pages, where they were, what span of history."""
+    fmt_t = "%Y-%m-%d %H:%M:%S"
+    pages = f"pages seq {g.first}..{g.last} ({_pages(g.pages)})"
+    if g.after == n_accepted - 1:  # nothing after it: the newest pages
+        span = (
+            f"history after {row.start_utc:{fmt_t}} UTC is lost"
+            if pd.notna(row.start_utc)
+            else "history is lost"
+        )
+        text = (
+            f"{pages}, the newest the status says the ring holds, are missing or damaged"
+            + (" (the first was at this offset)" if g.where else " (not found in the file)")
+            + f": {span}"
+        )
+    elif g.after < 0:
+        span = "history is lost"
+        if pd.notna(row.end_utc):
+            span = f"history before {row.end_utc:{fmt_t}} UTC is lost"
+        text = (
+            f"{pages}, the oldest the status says the ring holds, are missing or damaged "
+            f"before the page at this offset: {span}"
+        )
+    else:
+        span = (
+            f"history from {row.start_utc:{fmt_t}} to {row.end_utc:{fmt_t}} UTC is lost"
+            if pd.notna(row.start_utc) and pd.notna(row.end_utc)
+            else "history is lost"
+        )
+        text = f"{pages} are missing or damaged before the page at this offset: {span}"
+    if g.where:
+        shown = "; ".join(f"seq {w.seq} at byte {w.offset} ({w.what})" for w in g.where[:3])
+        more = f" and {len(g.where) - 3} more" if len(g.where) > 3 else ""
+        text += f"; where they were: {shown}{more}"
+    return text
 
 
 def _table_times(
@@ -436,15 +538,19 @@ def _pages_table(scan, accepted, counts, page_first, utc_at) -> pd.DataFrame:  #
 
 
 def _gaps_table(gaps, scan, accepted, counts, page_first, utc_at) -> pd.DataFrame:  # noqa: ANN001
-    """One row per run of missing sequence numbers, with the span of time it leaves blank."""
-    j = np.array([g[0] for g in gaps], dtype=np.int64)
-    first = np.array([a for _, a, _ in gaps], dtype=np.int64)
-    last = np.array([b for _, _, b in gaps], dtype=np.int64)
-    no_start = counts[j] == 0
-    no_end = counts[j + 1] == 0
+    """One row per run of missing sequence numbers, with the span of time it leaves blank
+    (NaT where no record bounds it: before the oldest page, after the newest)."""
+    n = len(counts)
+    j = np.array([g.after for g in gaps], dtype=np.int64)
+    first = np.array([g.first for g in gaps], dtype=np.int64)
+    last = np.array([g.last for g in gaps], dtype=np.int64)
+    jb = np.clip(j, 0, max(n - 1, 0))
+    ja = np.clip(j + 1, 0, max(n - 1, 0))
+    no_start = (j < 0) | (counts[jb] == 0) if n else np.ones(len(j), dtype=bool)
+    no_end = (j + 1 >= n) | (counts[ja] == 0) if n else np.ones(len(j), dtype=bool)
     # the last record before each gap and the first after it
-    before = np.where(no_start, 0, page_first[j] + counts[j] - 1) if len(j) else j
-    after = np.where(no_end, 0, page_first[j + 1]) if len(j) else j
+    before = np.where(no_start, 0, page_first[jb] + counts[jb] - 1) if n else j
+    after = np.where(no_end, 0, page_first[ja]) if n else j
     has = int(counts.sum()) > 0 and len(j) > 0
     start = np.where(no_start, 0, utc_at(before)) if has else np.zeros(len(j), dtype=np.int64)
     end = np.where(no_end, 0, utc_at(after)) if has else np.zeros(len(j), dtype=np.int64)
@@ -454,6 +560,6 @@ def _gaps_table(gaps, scan, accepted, counts, page_first, utc_at) -> pd.DataFram
             "last_missing_seq": last,
             "start_utc": utc_times(start, missing=no_start),
             "end_utc": utc_times(end, missing=no_end),
-            "next_page_offset": scan.offset[accepted[j + 1]] if len(j) else j,
+            "next_page_offset": np.array([g.offset for g in gaps], dtype=np.int64),
         }
     )

@@ -135,6 +135,18 @@ def backward_jumps(clock: np.ndarray, tolerance: int) -> np.ndarray:
 
 
 BACKWARD_TOLERANCE_S = 2  # records in one page may be stamped out of order by a second or two
+# When the end of the history is lost, the header's clocks (the pump's clock now) describe the
+# last records kept only if they agree with what else dates them, within drift: this much,
+# plus HEADER_AGREE_PPM of the time between.  A lost clock set or reset breaks it.
+HEADER_AGREE_S = 600
+HEADER_AGREE_PPM = 200
+
+
+def _agree(point: tuple[int, int | float], header: tuple[int, int]) -> bool:
+    """True when sync point ``point`` and the header's point give offsets that differ by no
+    more than clock drift between them."""
+    (p, u), (hp, hu) = point, header
+    return abs((hu - hp) - (u - p)) <= HEADER_AGREE_S + HEADER_AGREE_PPM * 1e-6 * abs(hp - p)
 
 
 def correct_clocks(
@@ -143,10 +155,18 @@ def correct_clocks(
     header_sync: tuple[int, int],
     gap_starts: list[int],
     offset_of: Callable[[int], int],
+    *,
+    tail_missing: bool = False,
 ) -> Timebase:
     """The clock history of records with pump clocks ``clock`` (storage order);
     ``gap_starts`` are record positions that follow a missing page and ``offset_of`` gives a
-    record's byte offset, for the problems found."""
+    record's byte offset, for the problems found.
+
+    ``tail_missing`` says the newest history may be lost (a cut file, missing newest pages):
+    a clock set or reset may then lie between the last record kept and the interrogation, so
+    the header's sync point is given to the last segment only where it agrees with the
+    segment's own sync points or the reset it starts with; otherwise that segment is dated
+    without it and, having no sync point after it, marked uncertain."""
     n = len(clock)
     clk = clock  # point look-ups only, each wrapped in int()
     problems: list[Problem] = []
@@ -182,10 +202,26 @@ def correct_clocks(
         syncs[k].append((new, new))
         if k > 0 and starts[k] == i:
             syncs[k - 1].append((old, new))
-    syncs[nseg - 1].append(header_sync)
+    last = nseg - 1
+    own_last = bool(syncs[last])
+    # with the end of the history lost, the header's point is checked before it is used: not
+    # at all if the pump clock now is before the last record (another clock), against the
+    # segment's own sync points, or (``pending``) against the reset the segment starts with
+    pending = False
+    header_fits = True
+    if tail_missing and n:
+        if header_sync[0] < int(clk[n - 1]) - BACKWARD_TOLERANCE_S:
+            header_fits = False
+        elif own_last:
+            header_fits = _agree(max(syncs[last]), header_sync)
+        else:
+            pending = True
+    if header_fits and not pending:
+        syncs[last].append(header_sync)
     reset_before = {i: cb for i, cb in marks.reset}
 
     uncertain_seg = [False] * nseg
+    why_uncertain = ["gap"] * nseg
     resolved = [bool(s) for s in syncs]
 
     def offset_at(k: int, t: int) -> float:
@@ -213,6 +249,12 @@ def correct_clocks(
         for k in range(nseg):  # no certain link left: borrow a neighbour's edge offset
             if resolved[k]:
                 continue
+            if k == last and pending:  # the end is lost: the header's clocks, uncertain
+                syncs[k].append(header_sync)
+                resolved[k] = uncertain_seg[k] = True
+                why_uncertain[k] = "tail"
+                pending = False
+                break
             if k + 1 < nseg and resolved[k + 1]:
                 t = int(clk[starts[k + 1]])
                 off = offset_at(k + 1, t)
@@ -226,6 +268,15 @@ def correct_clocks(
             resolved[k] = uncertain_seg[k] = True
             break
 
+    if tail_missing and n and not own_last and not uncertain_seg[last] and header_sync not in syncs[last]:
+        # dated through the reset it starts with, and nothing after it: uncertain unless the
+        # header's clock fits that dating (no clock set was lost)
+        if pending and syncs[last] and _agree(syncs[last][0], header_sync):
+            syncs[last].append(header_sync)
+        else:
+            uncertain_seg[last] = True
+            why_uncertain[last] = "reset"
+
     segments = []
     for k in range(nseg):
         lo, hi = bounds[k], bounds[k + 1]
@@ -237,9 +288,7 @@ def correct_clocks(
             problems.append(
                 Problem(
                     "clock_uncertain",
-                    f"{hi - lo} records from byte {offset_of(lo)} have no clock sync point "
-                    "of their own (next to a page gap): their times are estimated and marked "
-                    "uncertain",
+                    f"{hi - lo} records from byte {offset_of(lo)} " + _UNCERTAIN[why_uncertain[k]],
                     offset_of(lo),
                     None,
                     "warning",
@@ -258,6 +307,18 @@ def correct_clocks(
         )
     return Timebase(segments, problems)
 
+
+_UNCERTAIN = {
+    "gap": "have no clock sync point of their own (next to a page gap): their times are "
+    "estimated and marked uncertain",
+    "tail": "have no clock sync point of their own and the end of the history is lost (a clock "
+    "set or reset may be lost with it): their times are estimated from the header's clocks "
+    "and marked uncertain",
+    "reset": "follow a pump reset, and the history kept holds no clock set or session after it; "
+    "the end of the history is lost and the header's clock does not fit them (the clock was set "
+    "in the lost part): their times are estimated through the clock the reset recorded and "
+    "marked uncertain",
+}
 
 CLOCK_CODES = (
     int(RecordCode.CLOCK_SET),

@@ -43,12 +43,24 @@ def pack_ring(
     return tuple(sorted(kept, key=lambda p: p.slot))
 
 
+def ring_position(pages: Sequence[Page]) -> tuple[int, int, int]:
+    """Where the ring stands after writing ``pages`` (docs/log-format.md 5.4): the newest
+    page's sequence number, how many sequence numbers the ring holds (oldest to newest) and
+    the records in the newest page; ``(0, 0, 0)`` before any page is written."""
+    if not pages:
+        return 0, 0, 0
+    newest = max(pages, key=lambda p: p.seq)
+    return newest.seq, newest.seq - min(p.seq for p in pages) + 1, len(newest.records)
+
+
 def encode_log(image: LogImage) -> bytes:
-    """The bytes of a whole file."""
+    """The bytes of a whole file.  From format 1.1 on (``header.version_minor`` >= 1) the
+    status records the ring position of the pages written, unless the status gives its own."""
     h = image.header
     if h.page_size not in fmt.ALLOWED_PAGE_SIZES:
         raise ValueError(f"page size {h.page_size} is not one of {fmt.ALLOWED_PAGE_SIZES}")
-    out = [encode_header(h, len(image.pages)), encode_status(image.status)]
+    ring = ring_position(image.pages) if h.version_major == 1 and h.version_minor >= 1 else None
+    out = [encode_header(h, len(image.pages)), encode_status(image.status, ring)]
     out += [encode_page(p, h.page_size) for p in image.pages]
     return b"".join(out)
 

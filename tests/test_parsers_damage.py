@@ -12,7 +12,7 @@ import logfactory as lf
 import pandas as pd
 import pytest
 
-from parsers import LogFormatError, LogImage, Page, read_log
+from parsers import LogFormatError, LogImage, Page, RecordCode, read_log
 from parsers.crc import crc32c
 from parsers.model import clock_to_datetime
 
@@ -20,10 +20,28 @@ PS = 256  # page size of the corpus logs
 OFFSET_S = -30  # UTC minus pump clock everywhere in base_history + make_header
 
 
+def in_session(recs: list) -> list:
+    """``recs`` with a refill outside a session moved into one: its alarm records become the
+    session's start and end (a pump refills only in a session, docs/log-format.md 12.8; the
+    reader warns otherwise).  A refill already in a session is left alone."""
+    out = list(recs)
+    for i, r in enumerate(out):
+        if r.code == RecordCode.REFILL:
+            session = (RecordCode.TELEMETRY_START, RecordCode.TELEMETRY_END)
+            marks = [x.code for x in out[:i] if x.code in session]
+            if marks and marks[-1] == RecordCode.TELEMETRY_START:
+                continue
+            t0, t1 = out[i - 1].clock, out[i + 1].clock
+            out[i - 1] = lf.telemetry_start(t0, t0 + OFFSET_S, session_id=8)
+            out[i + 1] = lf.rec(RecordCode.TELEMETRY_END, t1, session_id=8)
+    return out
+
+
 @pytest.fixture
 def image() -> LogImage:
     """7 pages of 256 bytes (6 full, the last with 6 records), one clock offset throughout."""
-    img = lf.make_image(lf.base_history(n_delivery=40), page_size=PS, ring_slots=16)
+    recs = in_session(lf.base_history(n_delivery=40))[:48]  # ends with delivery rows: trim to 48
+    img = lf.make_image(recs, page_size=PS, ring_slots=16)
     assert [len(p.records) for p in img.pages] == [7, 7, 7, 7, 7, 7, 6]
     return img
 
@@ -78,7 +96,7 @@ FATAL: dict[str, tuple[Callable[[bytes], bytes], int, str]] = {
         8,
         "format version 2.7 is not supported",
     ),
-    "major_version_0_bad_crc": (lambda d: d[:8] + b"\x00" + d[9:], 8, "format version 0.0"),
+    "major_version_0_bad_crc": (lambda d: d[:8] + b"\x00" + d[9:], 8, "format version 0.1"),
     "truncated_after_magic": (lambda d: d[:8], 8, "truncated inside the header: the file has 8"),
     "truncated_in_header": (lambda d: d[:100], 100, "truncated inside the header"),
     "truncated_at_header_end": (lambda d: d[:128], 128, "truncated inside the status snapshot"),
@@ -157,7 +175,17 @@ def test_truncated_mid_file_keeps_full_pages(tmp_path, clean, image, cut):
     assert ("partial page" in p.message) == (cut % PS != lf.PAGES_START % PS)
     assert log.pages["seq"].tolist() == [0, 1, 2]
     assert log.records() == lf.stored_records(image)[:21]
-    assert log.gaps.empty
+    # the status says the ring holds seq 0..6: the newest four are a gap at the end, found
+    # past the end of the file
+    gap = _only(log, "page_gap")
+    assert (gap.page_seq, gap.last_seq, gap.offset) == (3, 6, lf.page_offset(3, PS))
+    assert "the newest the status says the ring holds" in gap.message
+    assert f"seq 3 at byte {lf.page_offset(3, PS)} (a page past the end of the file)" in gap.message
+    assert log.gaps[["first_missing_seq", "last_missing_seq", "next_page_offset"]].values.tolist() == [
+        [3, 6, lf.page_offset(3, PS)]
+    ]
+    assert pd.notna(log.gaps["start_utc"].iloc[0]) and pd.isna(log.gaps["end_utc"].iloc[0])
+    assert p.length == lf.page_offset(7, PS) - p.offset  # to the promised end
     assert log.damaged
     assert_strict_raises_first_problem(path, log)
 
@@ -419,6 +447,11 @@ def test_no_intact_page_at_all(tmp_path, clean):
     for i in range(7):
         data = lf.flip_bit(data, lf.page_offset(i, PS) + 20)
     log = read_both(lf.write_bytes(tmp_path / "allbad.itblog", data))
-    assert log.events.empty and log.delivery.empty and log.pages.empty and log.gaps.empty
-    assert [p.kind for p in log.problems] == ["bad_page_crc"] * 7
+    assert log.events.empty and log.delivery.empty and log.pages.empty
+    assert [p.kind for p in log.problems] == ["bad_page_crc"] * 7 + ["page_gap"]
+    # the status says the ring holds seq 0..6: all of them are missing, each found damaged
+    gap = log.problems[-1]
+    assert (gap.page_seq, gap.last_seq, gap.offset) == (0, 6, lf.page_offset(0, PS))
+    assert log.gaps[["first_missing_seq", "last_missing_seq"]].values.tolist() == [[0, 6]]
+    assert log.gaps["start_utc"].isna().all() and log.gaps["end_utc"].isna().all()
     assert log.records() == []
