@@ -167,16 +167,22 @@ def _refills_outside(dec: DecodedRecords, gap_starts: list[int], from_first_page
     gaps = sorted(gap_starts)
     g = 0
     state = "out" if from_first_page else "unknown"
-    bad = []
+    bad: list[int] = []
+    pending: list[int] = []  # refills after a telemetry_end: outside only if a session follows
     for r in rows.tolist():
         pos = int(dec.event_idx[r])
         while g < len(gaps) and gaps[g] <= pos:
             state, g = "unknown", g + 1
+            pending = []
         c = int(code[r])
         if c == RecordCode.TELEMETRY_START:
+            bad += pending
+            pending = []
             state = "in"
         elif c == RecordCode.TELEMETRY_END:
             state = "out"
         elif state == "out":
-            bad.append(r)
+            pending.append(r)
+    # after the last session with no later telemetry_start the file lacks the interrogating
+    # session's own start (12.7): where the refill lay cannot be told, so nothing is said
     return bad

@@ -357,8 +357,6 @@ def base_history(
             )
         if i == n_delivery // 2:
             out.append(rec(RecordCode.ALARM_RAISED, t + 1, alarm="low_reservoir", value=2_000_000))
-            # a refill happens in a programmer session (docs/log-format.md 12.8)
-            out.append(telemetry_start(t + 50, t + 50 + programmer_offset, session_id=8))
             out.append(
                 rec(
                     RecordCode.REFILL,
@@ -371,7 +369,6 @@ def base_history(
                 )
             )
             out.append(rec(RecordCode.ALARM_CLEARED, t + 101, alarm="low_reservoir", value=0))
-            out.append(rec(RecordCode.TELEMETRY_END, t + 150, session_id=8))
     return out
 
 
