@@ -14,7 +14,7 @@ temporaries stay in cache); the event checks only look at the few event records.
   ``step_start_min`` other than 0.
 * ``refill_outside_session`` (12.8): a refill between a ``telemetry_end`` and the next
   ``telemetry_start`` (or before the first session when the history starts at the pump's
-  first page); after a page gap the session state is unknown and nothing is reported.
+  first page); after the last session, or after a page gap, nothing is reported.
 """
 
 from __future__ import annotations
