@@ -30,6 +30,7 @@ from .assessment import Assessment, analyse, no_drug_spans
 from .context import Procedure
 from .findings import Finding
 from .piecewise import merge_spans
+from .risk import checklist
 from .timeutil import HOUR, display_zone, to_seconds
 
 VERDICTS = ("OK", "REVIEW", "URGENT")
@@ -118,11 +119,11 @@ class CheckResult:
                 k: {
                     "level": r.level,
                     "reasons": list(r.reasons),
-                    "actions": [{"section": x.section, "text": x.text, "condition": x.condition}
-                                for x in r.actions],
+                    "actions": [x.to_dict() for x in r.actions],
                 }
                 for k, r in a.risks.items()
             },
+            "checklist": [c.to_dict() for c in checklist(a.risks)],
             "findings": [
                 {
                     "kind": f.kind,

@@ -39,6 +39,7 @@ class Action:
     section: str
     wording: str
     condition: str = ""
+    checklist: tuple[str, ...] = ()  # what to collect, one tickable item each (5.1.3.4, 5.2.3.5, 5.2.3.7)
 
     @property
     def text(self) -> str:
@@ -47,6 +48,42 @@ class Action:
 
     def __str__(self) -> str:
         return f"[{self.section}] {self.text}"
+
+    def to_dict(self) -> dict:
+        """Plain dict (docs/check-json.md, ``risks.*.actions``)."""
+        return {"section": self.section, "text": self.text, "condition": self.condition,
+                "checklist": list(self.checklist)}
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    """One thing to collect or do before calling Kids Rehab, with its guideline section and
+    the condition of the action it belongs to (empty: always)."""
+
+    section: str
+    item: str
+    condition: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain dict (docs/check-json.md, ``checklist``)."""
+        return {"section": self.section, "item": self.item, "condition": self.condition}
+
+
+def checklist(risks: dict[str, Risk]) -> list[ChecklistItem]:
+    """Every checklist item of the actions shown (risks above none), withdrawal first, each
+    item once (the date of the last refill is asked for by both 5.1.3.4 and 5.2.3.7)."""
+    out: list[ChecklistItem] = []
+    seen: set[str] = set()
+    for kind in ("withdrawal", "overdose"):
+        r = risks.get(kind)
+        if r is None or r.level == "none":
+            continue
+        for a in r.actions:
+            for item in a.checklist:
+                if item not in seen:
+                    seen.add(item)
+                    out.append(ChecklistItem(a.section, item, a.condition))
+    return out
 
 
 @dataclass(frozen=True)
@@ -62,8 +99,7 @@ class Risk:
     def to_dict(self) -> dict:
         """Plain dict."""
         return {"kind": self.kind, "level": self.level, "reasons": list(self.reasons),
-                "actions": [{"section": a.section, "text": a.text, "condition": a.condition}
-                            for a in self.actions],
+                "actions": [a.to_dict() for a in self.actions],
                 "finding_kinds": list(self.finding_kinds)}
 
 
@@ -216,8 +252,46 @@ WITHDRAWAL_SIGNS = ("increase in spasms and muscle tone, pain, pruritus, sweatin
 OVERDOSE_SIGNS = ("dizziness, drowsiness/delirium and confusion (can lead to coma), hypotonia, "
                   "reduced respiratory rate (can lead to apnoea), bradycardia/tachycardia, "
                   "seizures, BP instability")
+# What to collect before calling Kids Rehab, one tickable item each, in the guideline's words.
+WITHDRAWAL_COLLECT = (
+    "Whether the child is sweating, and whether tone is high or low",
+    "What medicine the child has been given already (e.g. oral baclofen, diazepam)",
+    "Date of the last refill, implantation or change of dose (most recent letter in the "
+    "patient's Action Plan: Powerchart or Health-e-care)",
+    "Whether the child has had a recent MRI (can cause motor stall)",
+)
+OVERDOSE_INVESTIGATIONS = (
+    "FBC, CRP, ESR, CK, EUC, LFTs, blood cultures, glucose",
+    "Consider drug levels (e.g. anticonvulsants, benzodiazepines)",
+    "MSU, CXR, throat swab, NPA",
+)
+OVERDOSE_COLLECT = (
+    "Pulse, BP, saturations, temperature, level of alertness (GCS +/- AVPU)",
+    "A general assessment of tone",
+    "Any other medications that have been given",
+    "Date of the last refill, implantation or change of dose (most recent letter in the "
+    "patient's Action Plan: Powerchart or Health-e-care)",
+)
 _IF_WITHDRAWAL = "If there is no obvious differential and the child has continuing symptoms, on medical order"
 _IF_OVERDOSE = "If the child shows signs of overdose (5.2.2), on medical decision"
+
+
+def escalation_actions(r: Rules) -> tuple[Action, ...]:
+    """Escalation on the ward, in the guideline's words: the standard escalation of care
+    (CERS, Key points) with the Yellow and Red Zone steps the guideline spells out (3.4.3-3.4.4)."""
+    reg = r.get("contacts", "rehab_registrar")
+    return (
+        Action("Key points", "Standard escalation of care processes, including the Clinical "
+                             "Emergency Response System (CERS), should be followed."),
+        Action("3.4.3", "A Clinical Review by the Rehabilitation Registrar "
+                        f"({reg}) should be initiated promptly.",
+               "If the child enters the Yellow Zone Criteria on the NSW Health Standard "
+               "Paediatric Observation Chart (or staff or a family member is concerned)"),
+        Action("3.4.4", "Escalation to a Rapid Response Call or an arrest call should be made "
+                        "immediately.",
+               "If the child deteriorates into the Red Zone (or there is a serious concern by "
+               "any staff or family member)"),
+    )
 
 
 def withdrawal_actions(r: Rules, weight_kg: float | None) -> tuple[Action, ...]:
@@ -234,14 +308,14 @@ def withdrawal_actions(r: Rules, weight_kg: float | None) -> tuple[Action, ...]:
         Action("5.1.3.1", f"Call the Kids Rehab CNC ({c('kids_rehab_cnc')}) or the Kids Rehab "
                           f"Fellow on call ({c('kids_rehab_fellow')}); outside work hours the Kids "
                           "Rehab physician on call via switchboard."),
+        *escalation_actions(r),
         Action("5.1.3.2", "Initial management is instigated by the emergency physicians in ED; "
                           "call Kids Rehab once the child has been initially assessed.",
                "If the child has signs of withdrawal"),
         Action("5.1.3.3", "DO NOT PERFORM A LUMBAR PUNCTURE: there is a risk that the catheter "
                           "will be damaged."),
-        Action("5.1.3.4", "Kids Rehab may ask for: whether the child is sweating and has high or "
-                          "low tone; medicines already given (oral baclofen, diazepam); the date "
-                          "of the last refill, implantation or change of dose; a recent MRI."),
+        Action("5.1.3.4", "Kids Rehab may ask for the information in the checklist (to collect "
+                          "before calling).", checklist=WITHDRAWAL_COLLECT),
         Action("5.1.3.5", "Look for a differential diagnosis: swelling, redness or tenderness "
                           "over the pump site or the laminectomy scar; pain triggers; infection; "
                           "allergic reaction.", "If the child has signs of withdrawal"),
@@ -257,8 +331,10 @@ def withdrawal_actions(r: Rules, weight_kg: float | None) -> tuple[Action, ...]:
                           "required for spasms, agitation and anxiety.", _IF_WITHDRAWAL),
         Action("5.1.4.4", "IV medication may need to be considered, generally in PICU.",
                "If symptoms continue that resemble dystonic status"),
-        Action("5.1.4.5", "Escalation plan: call the PICU registrar/fellow on call.", _IF_WITHDRAWAL),
-        Action("5.1.4.6", "Ensure adequate hydration; may require IV fluids.", _IF_WITHDRAWAL),
+        # 5 and 6 are the plan for any child in withdrawal, not part of the drug treatment
+        # above (issue 15, item 13): printed without the oral-treatment condition.
+        Action("5.1.4.5", "Escalation plan: call the PICU registrar/fellow on call."),
+        Action("5.1.4.6", "Ensure adequate hydration; may require IV fluids."),
     )
 
 
@@ -273,6 +349,13 @@ def overdose_actions(r: Rules) -> tuple[Action, ...]:
         Action("5.2.3.1", f"Call the Kids Rehab CNC ({c('kids_rehab_cnc')}) or the Kids Rehab "
                           f"Fellow on call ({c('kids_rehab_fellow')}); outside work hours the Kids "
                           "Rehab physician on call via switchboard."),
+        *escalation_actions(r),
+        Action("Key points, 3.4.5", "Consideration should be given for the child to be specialled "
+                                    "(1:1 Nurse: Patient) and for the Bed Manager/After Hours "
+                                    "Nurse Manager (AHNM) to be contacted to arrange admission; "
+                                    "increase observation of the child as per ePolicy 2008-8040, "
+                                    "Increasing Nurse: Patient Ratios.",
+               "If overdose is thought to occur"),
         Action("5.2.3.2", "Initial management is instigated by the emergency physicians in ED; "
                           "call the Kids Rehab physician on call as soon as the child has been "
                           "initially assessed.", "If the child has signs of overdose"),
@@ -281,16 +364,13 @@ def overdose_actions(r: Rules) -> tuple[Action, ...]:
         Action("5.2.3.4", "Exclude differential diagnoses: sepsis; electrolyte imbalance or "
                           "hypoglycaemia; intracranial event; seizures or non-convulsive status; "
                           "overdose of enteral medication.", "If the child has signs of overdose"),
-        Action("5.2.3.5", "Initial investigations: FBC, CRP, ESR, CK, EUC, LFTs, blood cultures, "
-                          "glucose; consider drug levels (anticonvulsants, benzodiazepines); MSU, "
-                          "CXR, throat swab, NPA.", "If the child has signs of overdose"),
+        Action("5.2.3.5", "Initial investigations, in the checklist.",
+               "If the child has signs of overdose", checklist=OVERDOSE_INVESTIGATIONS),
         Action("5.2.3.6", "Consider neuroimaging. DO NOT PERFORM A LUMBAR PUNCTURE: there is a "
                           "risk that the catheter will be damaged.",
                "If the child has signs of overdose"),
-        Action("5.2.3.7", "Kids Rehab may ask for: pulse, BP, saturations, temperature, level of "
-                          "alertness (GCS or AVPU); a general assessment of tone; other "
-                          "medications given; the date of the last refill, implantation or "
-                          "change of dose."),
+        Action("5.2.3.7", "Kids Rehab may ask for the information in the checklist (to collect "
+                          "before calling).", checklist=OVERDOSE_COLLECT),
         Action("5.2.4.1", "Supportive care of the patient.", _IF_OVERDOSE),
         Action("5.2.4.2", "Stop further drug administration.", _IF_OVERDOSE),
         Action("5.2.4.3", "Reduce concentration and total amount of drug in the CSF.", _IF_OVERDOSE),

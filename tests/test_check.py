@@ -374,6 +374,7 @@ TOP_KEYS = {
     "excess_mcg",
     "excess_share_of_daily_dose",
     "risks",
+    "checklist",
     "findings",
     "delivery_state",
     "evidence",
@@ -421,6 +422,9 @@ def test_to_dict_has_the_documented_keys_and_zone_offsets():
     assert set(d["risks"]["withdrawal"]) == {"level", "reasons", "actions"}
     assert all(set(f) == FINDING_KEYS for f in d["findings"])
     assert all(set(e) == {"time", "text", "offset"} for e in d["evidence"])
+    assert all(set(c) == {"section", "item", "condition"} for c in d["checklist"])
+    assert all(set(a) == {"section", "text", "condition", "checklist"}
+               for r in d["risks"].values() for a in r["actions"])
     assert all(e["time"].endswith("+11:00") for e in d["evidence"])
     assert d["weight_kg"] == 35 and d["timezone"] == "UTC+11:00"
     assert d["verdict"] == "URGENT"

@@ -21,6 +21,7 @@ from parsers import InterrogationLog
 
 from ..assessment import Assessment
 from ..findings import Finding
+from ..risk import checklist
 from ..timeutil import DAY, HOUR, to_seconds
 from .planning import DoseStep, RefillPlan, dose_steps
 
@@ -520,6 +521,16 @@ def _action_tables(a: Assessment) -> list[Any]:
                 [Column("Section", 0.09), Column("Action", 0.91)],
                 rows,
                 strong=strong,
+            )
+        )
+    items = checklist(a.risks)
+    if items:
+        out.append(
+            Table(
+                "To collect before calling Kids Rehab (tick each)",
+                [Column("Done", 0.07), Column("Item", 0.63), Column("Section", 0.30)],
+                [["\u2610", c.item, f"{c.section}{': ' + _lower1(c.condition) if c.condition else ''}"]
+                 for c in items],
             )
         )
     return out

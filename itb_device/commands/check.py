@@ -195,7 +195,8 @@ _COLOURS = {"OK": "\033[1;32m", "REVIEW": "\033[1;33m", "URGENT": "\033[1;41;97m
 def render_text(result: Any, log: Any, fmt: Any, colour: bool = False) -> str:
     """The check as plain text for a terminal (colour only for the verdict, when asked; control
     characters from the log escaped)."""
-    from itb_device.commands._text import printable
+    from analysis.risk import checklist
+    from parsers.text import printable
 
     a = result.assessment
     p = result.procedure
@@ -220,6 +221,11 @@ def render_text(result: Any, log: Any, fmt: Any, colour: bool = False) -> str:
         if r.actions and r.level != "none":
             out.append("  What the guideline says:")
             out += [f"    [{x.section}] {x.text}" for x in r.actions]
+    items = checklist(a.risks)
+    if items:
+        out += ["", "TO COLLECT BEFORE CALLING KIDS REHAB (tick each)"]
+        out += [f"  [ ] {c.item}  ({c.condition + ', ' if c.condition else ''}{c.section})"
+                for c in items]
     out += ["", "EVIDENCE FROM THE LOG"]
     if result.evidence:
         out += [f"  {fmt(e.time_s)}  {e.text}  (byte {e.offset})" for e in result.evidence]
