@@ -55,8 +55,26 @@ def _parse(struct: cs.Struct, data: bytes) -> cs.Container:
         return c
 
 
+def check_text(name: str, value: str, size: int) -> None:
+    """Refuse a text field the format cannot hold faithfully: non-ASCII, longer than its
+    ``size`` bytes, or holding a control character (docs/log-format.md 1: text fields are
+    printable ASCII, so a serial number can never carry a line break or an escape sequence
+    into a report or a terminal)."""
+    if not value.isascii():
+        raise ValueError(f"{name} {value!r}: text fields are printable ASCII")
+    bad = next((i for i, ch in enumerate(value) if ord(ch) < 0x20 or ord(ch) == 0x7F), None)
+    if bad is not None:
+        raise ValueError(f"{name} {value!r}: control character {value[bad]!r} at position {bad}; "
+                         "text fields are printable ASCII")
+    if len(value) > size:
+        raise ValueError(f"{name} {value!r}: longer than its {size} bytes")
+
+
 def encode_header(h: Header, page_count: int) -> bytes:
     """The 128 header bytes for ``h`` with ``page_count`` pages stored, CRC included."""
+    for name, value, size in (("serial", h.serial, 16), ("firmware", h.firmware, 12),
+                              ("programmer_id", h.programmer_id, 16)):
+        check_text(name, value, size)
     data = fmt.Header.build(
         dict(
             version_major=h.version_major,
@@ -119,6 +137,7 @@ def encode_status(s: Status, ring: tuple[int, int, int] | None = None) -> bytes:
     The ring position (docs/log-format.md 5.4) is ``s``'s own when it records one, else
     ``ring`` (``(last_seq, pages, last_count)``, what the writer takes from the pages it
     writes); with neither, the bytes stay zero, as in a 1.0 file."""
+    check_text("drug_name", s.drug_name, 16)
     if len(s.flex_steps) > fmt.MAX_FLEX_STEPS:
         raise ValueError(f"a flex program has at most {fmt.MAX_FLEX_STEPS} steps")
     steps = [

@@ -17,9 +17,10 @@ import pytest
 
 from analysis.cohort import remove_stale_work
 from itb_device.cli import main
-from itb_device.commands._paths import stale_temp_files
-from itb_device.commands._text import printable
+from parsers import read_log
+from parsers.atomic import stale_temp_files
 from parsers.crc import crc32c
+from parsers.text import printable
 
 ROOT = Path(__file__).resolve().parent.parent
 URGENT_LOG = ROOT / "sample_logs" / "mri_delayed_recovery.itblog"
@@ -243,3 +244,33 @@ def test_itb_cohort_resume_cleans_up_after_a_killed_run(tmp_path, capsys):
     assert main(["cohort", str(logs), "-o", str(out), "--workers", "1", "--resume"]) == 0
     capsys.readouterr()
     assert not list(out.glob(".combine-*")) and not list((out / "parts").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("field", ["serial", "firmware", "programmer_id", "drug_name"])
+@pytest.mark.parametrize("value", [FAKE_SERIAL, "\x1b[2J", "ok\x7f", "nul\x00inside", "\u00b5g"])
+def test_the_writer_refuses_text_a_log_cannot_hold_faithfully(field, value):
+    """Item 13: text fields are printable ASCII; the writer refuses anything else, naming the
+    field (a forged log is still read and shown escaped, above)."""
+    import dataclasses
+
+    from parsers.header import encode_header, encode_status
+
+    log = read_log(URGENT_LOG)
+    with pytest.raises(ValueError, match=rf"^{field} .*(printable ASCII)"):
+        if field == "drug_name":
+            encode_status(dataclasses.replace(log.status, drug_name=value))
+        else:
+            encode_header(dataclasses.replace(log.header, **{field: value}), log.header.page_count)
+
+
+def test_a_scenario_with_a_control_character_in_the_serial_is_refused_naming_file_and_key(tmp_path):
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text('name = "bad"\nstart = "2026-01-01T00:00:00Z"\n[pump]\n'
+                        'serial = "a\\r\\nVERDICT: OK"\n[[events]]\nat = "+1d"\naction = "interrogate"\n')
+    run = subprocess.run([sys.executable, "-m", "itb_device", "simulate", str(scenario), "-o",
+                          str(tmp_path / "x.itblog")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1
+    assert f"{scenario}: pump.serial" in run.stderr and "control character" in run.stderr
+    assert_inert(run.stderr.replace("\n", ""))
+    assert not (tmp_path / "x.itblog").exists()

@@ -33,6 +33,7 @@ from analysis.reports import (
 )
 from itb_device.cli import main
 from parsers import read_log, write_log
+from parsers.crc import crc32c
 from parsers.model import ITB_EPOCH
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,15 +171,23 @@ def hostile_log(tmp_path_factory):
     img = dataclasses.replace(
         img,
         header=dataclasses.replace(img.header, serial="<script>x</scr", firmware='"><b>$x^2$'),
-        status=dataclasses.replace(img.status, drug_name="<img src=x>&\x01"),
+        status=dataclasses.replace(img.status, drug_name="<img src=x>&Z"),
     )
     path = tmp_path_factory.mktemp("hostile") / "hostile.itblog"
     write_log(path, img)
+    # the writer refuses a control character in a text field: forge one as a damaged or
+    # hand-made file would hold it, with the status CRC made good (docs/log-format.md 4)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"<img src=x>&Z") + 12
+    data[at] = 0x01
+    data[380:384] = crc32c(bytes(data[128:380])).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
     return read_log(path)
 
 
 def test_hostile_strings_are_escaped(hostile_log, tmp_path):
     assert hostile_log.header.serial == "<script>x</scr"
+    assert hostile_log.status.drug_name == "<img src=x>&\x01" and not hostile_log.problems
     result = check(
         hostile_log,
         "mri",

@@ -99,7 +99,7 @@ def _service(args: argparse.Namespace) -> PumpService:
         try:
             result = run_scenario(load_scenario(args.scenario), seed=args.seed, final_session=False)
         except ScenarioError as exc:
-            raise ValueError(str(exc)) from exc
+            raise ValueError(exc.naming(args.scenario)) from exc
         pump = result.pump
     else:
         pump = SimulatedPump(PumpConfig(), start=836_000_000, seed=args.seed or 0, reservoir_ml=20.0)

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_scenario(load_scenario(args.scenario), seed=args.seed)
         truth = write_outputs(result, args.output, args.truth)
     except ScenarioError as exc:
-        raise UserError(str(exc)) from exc
+        raise UserError(exc.naming(args.scenario)) from exc
     kinds = sorted({f["kind"] for f in truth["expected_findings"]})
     print(
         f"{args.output}: {result.scenario.name} (seed {result.seed}), interrogated "

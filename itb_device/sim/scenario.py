@@ -48,6 +48,11 @@ EVENT_ACTIONS = {
 class ScenarioError(ValueError):
     """A scenario file that cannot be run; the message names the file and the entry."""
 
+    def naming(self, path: object) -> str:
+        """The message, starting with the scenario file's name (added when it lacks it)."""
+        msg = str(self)
+        return msg if msg.startswith(str(path)) else f"{path}: {msg}"
+
 
 @dataclass
 class Scenario:
@@ -146,16 +151,27 @@ def scenario_from_dict(data: dict[str, Any], path: Path | None = None) -> Scenar
     )
 
 
+def _text(value: object, where: str, size: int) -> str:
+    """A scenario's text field, refused (``ScenarioError``) when the log cannot hold it."""
+    from parsers.header import check_text
+
+    try:
+        check_text(where, str(value), size)
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from None
+    return str(value)
+
+
 def _pump_config(sc: Scenario) -> PumpConfig:
     p = sc.data.get("pump", {})
     ptm = p.get("ptm", {})
     eri = p.get("battery_eri")
     return PumpConfig(
         model_ml=int(p.get("model", 20)),
-        serial=str(p.get("serial", "NGP000001")),
-        firmware=str(p.get("firmware", "SIM-1.0")),
+        serial=_text(p.get("serial", "NGP000001"), "pump.serial", 16),
+        firmware=_text(p.get("firmware", "SIM-1.0"), "pump.firmware", 12),
         implant_date=dt.date.fromisoformat(str(p.get("implant_date", "2024-01-01"))),
-        drug_name=str(sc.data.get("drug", {}).get("name", "baclofen")),
+        drug_name=_text(sc.data.get("drug", {}).get("name", "baclofen"), "drug.name", 16),
         history_interval_s=int(p.get("history_interval_s", 3600)),
         page_size=int(p.get("page_size", 1024)),
         ring_slots=int(p.get("ring_slots", 512)),
@@ -301,10 +317,15 @@ def _programmer_step(
         if action == "program":
             rx = _prescription(step, pump.drug_conc)
             override = bool(step.get("override", False))
-            problems = prog.check_prescription(rx)
+            in_hospital = bool(step.get("in_hospital", False))
+            max_dose = step.get("max_daily_dose_mcg")
+            limits = {"in_hospital": in_hospital,
+                      "max_daily_dose_mcg": None if max_dose is None else float(max_dose)}
+            problems = prog.check_prescription(rx, **limits)
             prog.program(
                 rx,
                 override=override,
+                **limits,
                 **_override_note(step),
                 intended_daily_dose_mcg=step.get("intended_daily_dose_mcg"),
             )
