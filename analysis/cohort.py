@@ -50,7 +50,8 @@ import pandas as pd
 
 from clinical.rules import DEFAULT_LABEL, ENV_VAR, get_rules
 from parsers import LogFormatError, read_log
-from parsers.writer import atomic_write_bytes
+from parsers.atomic import atomic_write_bytes, pid_alive, remove_stale_temp_files
+from parsers.text import printable
 
 from . import history
 
@@ -100,7 +101,7 @@ def remove_outputs(out_dir: str | Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _sigint_deferred(spawning: bool = False) -> Iterator[None]:
+def sigint_deferred(spawning: bool = False) -> Iterator[None]:
     """Hold Ctrl-C back for a moment: threads and worker processes started meanwhile inherit a
     blocked SIGINT and never see a Ctrl-C (this process stops them quietly instead), and a Ctrl-C
     that came meanwhile raises KeyboardInterrupt here when the moment ends, not halfway through
@@ -128,7 +129,9 @@ def _sigint_deferred(spawning: bool = False) -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def _ignore_sigint() -> None:
+def ignore_sigint() -> None:
+    """In a worker process: leave Ctrl-C to the parent, which stops the pool and says how far
+    it got."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -430,13 +433,13 @@ class Progress:
         """Report one unreadable file on its own line."""
         self._clear()
         self.stream.write(f"{self.prefix}: cannot {'analyse' if f.stage == 'analyse' else 'read'} "
-                          f"{f.path}: {f.reason}\n")
+                          f"{printable(f.path)}: {printable(f.reason)}\n")
         self.stream.flush()
 
     def note(self, text: str) -> None:
         """A message on its own line."""
         self._clear()
-        self.stream.write(f"{self.prefix}: {text}\n")
+        self.stream.write(f"{self.prefix}: {printable(text)}\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -471,9 +474,9 @@ def run_local(tasks: Sequence[LogTask], workers: int,
         return results
     size = chunk_size(len(tasks), workers)
     chunks = [list(tasks[i:i + size]) for i in range(0, len(tasks), size)]
-    ex = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=_ignore_sigint)
+    ex = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=ignore_sigint)
     try:
-        with _sigint_deferred():  # the workers start now and leave Ctrl-C to this process
+        with sigint_deferred():  # the workers start now and leave Ctrl-C to this process
             futures = {ex.submit(process_chunk, c): c for c in chunks}
         for fut in as_completed(futures):
             try:
@@ -504,7 +507,7 @@ def run_dask(tasks: Sequence[LogTask], workers: int, scheduler: str | None = Non
     (same version) and see the logs and the output directory at the same paths."""
     try:
         # the first import starts Dask's event-loop thread: it must inherit the block of Ctrl-C
-        with _sigint_deferred(spawning=True):
+        with sigint_deferred(spawning=True):
             from distributed import Client, LocalCluster
             from distributed import as_completed as dask_completed
     except ImportError as exc:
@@ -519,7 +522,7 @@ def run_dask(tasks: Sequence[LogTask], workers: int, scheduler: str | None = Non
     try:
         # the worker processes start with Ctrl-C blocked and keep it so: it is this process's to
         # handle (a Ctrl-C while the cluster starts arrives when it is up)
-        with _sigint_deferred(spawning=True):
+        with sigint_deferred(spawning=True):
             try:
                 if scheduler:
                     try:
@@ -571,7 +574,7 @@ def run_dask(tasks: Sequence[LogTask], workers: int, scheduler: str | None = Non
         if interrupted:  # the cluster's goodbyes are not for the user
             logging.disable(logging.WARNING)
         try:
-            with _sigint_deferred():  # another Ctrl-C waits until the cluster is down
+            with sigint_deferred():  # another Ctrl-C waits until the cluster is down
                 if client is not None:
                     with quiet:
                         client.close()
@@ -719,30 +722,6 @@ def write_plots(out_dir: str | Path, tables: Mapping[str, pd.DataFrame],
 # ----- leftovers of a killed run ---------------------------------------------------------------
 
 _STAGE_DIR = re.compile(r"^\.(?:combine|old-[a-z]+)-(?P<pid>\d+)$")
-_TEMP_FILE = re.compile(r"^\..+?\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]{8}\.tmp$")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return pid > 0
-
-
-def _open_files() -> set[str] | None:
-    """Every file a process on this machine has open (from /proc), or None without /proc."""
-    if not os.path.isdir("/proc/self/fd"):
-        return None
-    found: set[str] = set()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
-    return found
 
 
 def remove_stale_work(out_dir: str | Path) -> list[str]:
@@ -757,28 +736,12 @@ def remove_stale_work(out_dir: str | Path) -> list[str]:
         return gone
     for d in out.iterdir():
         m = _STAGE_DIR.match(d.name)
-        if m and d.is_dir() and not d.is_symlink() and not _pid_alive(int(m["pid"])):
+        if m and d.is_dir() and not d.is_symlink() and not pid_alive(int(m["pid"])):
             shutil.rmtree(d, ignore_errors=True)
             gone.append(d.name)
-    temps = [p for sub in (out, out / "parts", out / "plots") if sub.is_dir()
-             for p in sub.glob(".*.tmp") if _TEMP_FILE.match(p.name) and p.is_file()]
-    open_now = _open_files() if any(not _TEMP_FILE.match(p.name)["pid"] for p in temps) else set()
-    for p in temps:
-        pid = _TEMP_FILE.match(p.name)["pid"]
-        try:
-            age = time.time() - p.stat().st_mtime
-        except OSError:
-            continue
-        if pid:
-            stale = not _pid_alive(int(pid))
-        elif open_now is None:
-            stale = age > 3600
-        else:
-            stale = age >= 2 and str(p.resolve()) not in open_now
-        if stale:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-                gone.append(str(p.relative_to(out)))
+    for sub in (out, out / "parts", out / "plots"):
+        if sub.is_dir():
+            gone += [str(p.relative_to(out)) for p in remove_stale_temp_files(sub)]
     return gone
 
 

@@ -135,7 +135,7 @@ def _main(argv: Sequence[str] | None) -> int:
 def _one_line(exc: BaseException) -> str:
     """The exception's message on one line (a message from a library may hold newlines), any
     control character in it escaped (it may quote a log or a pump)."""
-    from itb_device.commands._text import printable
+    from parsers.text import printable
 
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return printable(" ".join(lines) or type(exc).__name__)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import format as fmt
+from .atomic import atomic_write_bytes
 from .codec import encode_record
 from .crc import crc32c
 from .header import encode_header, encode_status
@@ -63,26 +62,6 @@ def encode_log(image: LogImage) -> bytes:
     out = [encode_header(h, len(image.pages)), encode_status(image.status, ring)]
     out += [encode_page(p, h.page_size) for p in image.pages]
     return b"".join(out)
-
-
-def atomic_write_bytes(path: str | Path, chunks: Iterable[bytes]) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it: a reader
-    never sees a half-written file and a crash leaves the old file intact."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_log(path: str | Path, image: LogImage) -> Path:

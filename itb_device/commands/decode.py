@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         from itb_device.commands._paths import check_output_file
 
         check_output_file(args.output, "-o")
-    from itb_device.commands._text import printable
+    from parsers.text import printable
 
     log = read_log(args.log, strict=args.strict)
     for p in log.problems:
@@ -183,6 +183,6 @@ def _summary_text(log, d: dict) -> str:  # noqa: ANN001
         lines.append(f"  problems    {warnings} warnings (listed above), no damage")
     else:
         lines.append("  problems    none found in the file")
-    from itb_device.commands._text import printable
+    from parsers.text import printable
 
     return "\n".join(printable(line) for line in lines) + "\n"  # the log's text fields, escaped

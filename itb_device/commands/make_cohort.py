@@ -9,13 +9,9 @@ are kept); a folder that holds other logs is refused unless ``--force``, which r
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 MANIFEST = "make-cohort.json"
@@ -88,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
             _write_json(out / MANIFEST, wanted)
         except OSError as exc:
             raise UserError(f"-o {out}: cannot write there: {exc.strerror or exc}") from exc
-        pool = ProcessPoolExecutor(args.workers, initializer=_ignore_sigint)
-        with _sigint_deferred():  # the workers start (fork) now and leave Ctrl-C to this process
+        from analysis.cohort import ignore_sigint, sigint_deferred  # one home for the Ctrl-C handling
+
+        pool = ProcessPoolExecutor(args.workers, initializer=ignore_sigint)
+        with sigint_deferred():  # the workers start (fork) now and leave Ctrl-C to this process
             results = pool.map(_write, todo, [out] * len(todo), [args.truth] * len(todo))
         for error in results:
             if error is not None:
@@ -160,30 +158,6 @@ def _write_json(path: Path, data: dict) -> None:
     from parsers.writer import atomic_write_bytes
 
     atomic_write_bytes(path, [(json.dumps(data, indent=1) + "\n").encode()])
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back while the pool's processes start (fork): they inherit the blocked SIGINT
-    and never see a Ctrl-C; one that came meanwhile raises KeyboardInterrupt here afterwards."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pressed: list[int] = []
-    old_handler = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        signal.signal(signal.SIGINT, old_handler)
-    if pressed:
-        raise KeyboardInterrupt
-
-
-def _ignore_sigint() -> None:
-    """Worker processes leave Ctrl-C to the parent, which stops the pool and says how far it got."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _write(scenario: dict, out: Path, truth: bool) -> str | None:

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() not in (".pdf", ".html", ".htm"):
         raise UserError(f"{args.output.name}: the report must be a .pdf or .html file")
     from itb_device.commands._paths import check_output_file
-    from itb_device.commands._text import printable
+    from parsers.text import printable
 
     check_output_file(args.output, "-o")
     zone = local_zone(args.tz)

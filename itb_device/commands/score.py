@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     """Score and print the report (its last line is the RESULT line)."""
     from analysis.scoring import report, score_directory
     from clinical.rules import get_rules
-    from itb_device.commands._text import printable_lines
+    from parsers.text import printable_lines
 
     samples = samples_dir(args.samples)
     rules = get_rules(args.rules) if args.rules is not None else None  # a bad file: one line, exit 2
