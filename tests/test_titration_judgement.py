@@ -111,3 +111,42 @@ def test_a_childs_maximum_replaces_the_upper_limit():
     j = judge_step(1000, 1100, LIMITS, max_daily_dose_mcg=1200)
     assert j.max_ok and j.within_guideline
     assert "upper limit, reached only in significant dystonia" in judge_step(1000, 1100, LIMITS).problems[0]
+
+
+IMPLANT_DAY_SCENARIO = """
+name = "implant_day"
+start = "2026-03-01T09:00:00Z"
+[pump]
+model = 20
+implant_date = "2026-03-01"
+[drug]
+concentration_mcg_ml = 500
+reservoir_ml = 18.0
+[[timeline]]
+at = "+0h"
+action = "visit"
+steps = [{{ action = "program", mode = "simple_continuous", daily_dose_mcg = 100 }}]
+[[timeline]]
+at = "+6h"
+action = "visit"
+steps = [{{ action = "program", mode = "simple_continuous", daily_dose_mcg = 150{extra} }}]
+[[timeline]]
+at = "+1d"
+action = "interrogate"
+"""
+
+
+@pytest.mark.parametrize("in_hospital", [True, False])
+def test_a_scenario_can_say_the_child_is_in_hospital_after_the_implant(tmp_path, in_hospital):
+    """4.1.3: +50 mcg/day on implant day is within the guideline in hospital, and a scenario can
+    say so; without ``in_hospital`` the programmer refuses the 50% step."""
+    from itb_device.sim.scenario import ScenarioError, load_scenario, run_scenario
+
+    path = tmp_path / "s.toml"
+    path.write_text(IMPLANT_DAY_SCENARIO.format(extra=", in_hospital = true" if in_hospital else ""))
+    if not in_hospital:
+        with pytest.raises(ScenarioError, match="program refused"):
+            run_scenario(load_scenario(path))
+        return
+    result = run_scenario(load_scenario(path))
+    assert result.pump.status().daily_dose_mcg_day == pytest.approx(150)
