@@ -1,11 +1,11 @@
 """Benchmark: cohort logs analysed per second (read, research tables, analyse, part file),
 with 1 and with 2 worker processes, and the scaling between them.
 
-The cohort is the seeded synthetic one of ``itb make-cohort`` (``itb_device.sim.cohort``),
+The cohort is the seeded synthetic one of ``itb make-cohort`` (``itb_device.sim.population``),
 generated once into ``benchmarks/_work/cohort`` (one-year logs; other ``--years`` get their
 own directory) and reused: pump i is the same whatever ``--pumps`` is, so a larger run only
 adds pumps.  Each measurement runs the cohort runner's own local engine
-(``analysis.cohort.run_local``: a process pool fed chunks of logs) into a fresh output
+(``analysis.research.cohort.run_local``: a process pool fed chunks of logs) into a fresh output
 directory, timed from pool start to the last result; the combine step (Parquet, CSV,
 plots) is not part of the per-log rate and is timed once separately.
 
@@ -24,8 +24,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from analysis.cohort import combine, discover, plan, run_local
-from itb_device.sim.cohort import CohortSpec, cohort_scenarios, write_pump
+from analysis.research.cohort import combine, discover, plan, run_local
+from itb_device.sim.population import CohortSpec, cohort_scenarios, write_pump
 
 WORK = Path(__file__).resolve().parent / "_work"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.scoring import report, score_directory
+from analysis.research.scoring import report, score_directory
 
 
 def main(argv: list[str] | None = None) -> int:

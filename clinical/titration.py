@@ -3,7 +3,7 @@ CHW guideline 4.1.2-4.1.5?
 
 The programmer's checks (``itb_device.programmer``), the ``titration_violation`` and
 ``dose_decrease`` detectors (``analysis.detectors.prescription``) and the research table
-``analysis.history.titration`` all call :func:`judge_step`, so they cannot disagree:
+``analysis.research.tables.titration`` all call :func:`judge_step`, so they cannot disagree:
 
 - an increase may add at most ``[titration] max_step_fraction`` (15 %) of the daily dose, no
   sooner than ``min_step_interval_days`` (3) after the previous increase (4.1.4);

@@ -18,12 +18,12 @@ from . import format as fmt
 from .checks import check_rules
 from .decoded import DecodedRecords, empty_records
 from .errors import LogFormatError
-from .frames import ITB_EPOCH_UNIX_S, MAX_UTC_S, build_delivery, build_events, utc_times
 from .header import decode_header, decode_status
 from .layout import blank_erased, find_layout
 from .model import Header, LogImage, Page, Problem, Record, Status
 from .pages import Around, Gap, RingRange, order_pages
 from .records import BY_CODE, DELIVERY_CODE, RECORD_SIZE, RecordCode
+from .tables import ITB_EPOCH_UNIX_S, MAX_UTC_S, build_delivery, build_events, utc_times
 from .timebase import ClockMarks, Timebase, correct_clocks
 
 Decoder = Literal["fast", "construct"]

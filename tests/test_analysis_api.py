@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
+from conftest import ROOT
 from test_analysis_logbuilder import LogBuilder
 
 import analysis
 from analysis import FINDING_KINDS, Assessment, analyse
 from parsers import read_log
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_public_api_names():
@@ -40,7 +38,7 @@ def test_analyse_a_path_or_a_log_gives_the_same_answer(tmp_path):
 
 
 def test_analysis_does_not_import_plotting_or_the_device_layer():
-    code = ("import sys, analysis, analysis.scoring; "
+    code = ("import sys, analysis, analysis.research.scoring; "
             "print(any(m.startswith(('matplotlib', 'itb_device')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          check=True)
@@ -63,8 +61,8 @@ def test_sample_logs_score_with_no_missed_or_false_risk():
     """The scoring on the committed samples: every sample analysed, no withdrawal or
     overdose risk missed (never lower than the truth), none raised on the normal logs, and
     damaged history never read as 'no risk'."""
+    from analysis.research.scoring import score_directory
     from analysis.risk import LEVELS
-    from analysis.scoring import score_directory
 
     res = score_directory(ROOT / "sample_logs")
     assert res.summary["errors"] == 0

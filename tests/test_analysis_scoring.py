@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import ROOT
 from test_analysis_logbuilder import LogBuilder, iso
 
 from analysis import Finding
-from analysis.scoring import match_findings, report, score_directory
+from analysis.research.scoring import match_findings, report, score_directory
 
-ROOT = Path(__file__).resolve().parents[1]
 H = 3600
 
 

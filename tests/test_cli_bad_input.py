@@ -16,18 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLES
 
 from itb_device.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_logs"
 DELAYED = SAMPLES / "mri_delayed_recovery.itblog"
 ITB = Path(sys.executable).with_name("itb")
-
-
-@pytest.fixture(autouse=True)
-def _default_rules(monkeypatch):
-    monkeypatch.delenv("ITB_CLINICAL_RULES", raising=False)
 
 
 @pytest.fixture
@@ -286,7 +280,7 @@ def test_score_a_folder_without_samples(capsys, tmp_path):
 
 
 def test_score_with_no_samples_anywhere(capsys, tmp_path, monkeypatch):
-    from itb_device.commands import score
+    from itb_device.cli import score
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(score, "BUNDLED", tmp_path / "nowhere")

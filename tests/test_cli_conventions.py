@@ -12,9 +12,9 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT, SAMPLES
 from test_wire_serve import fresh_pump, serving
 
 import itb_device
@@ -25,15 +25,8 @@ from itb_device.wire.server import PumpService, TcpTransport, open_transport
 from parsers import read_log
 from parsers.writer import encode_log
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_logs"
 DELAYED = SAMPLES / "mri_delayed_recovery.itblog"
 VERSION = re.compile(r"^itb \(itb-telemetry\) \S+$")
-
-
-@pytest.fixture(autouse=True)
-def _default_rules(monkeypatch):
-    monkeypatch.delenv("ITB_CLINICAL_RULES", raising=False)
 
 
 class Terminal(io.StringIO):
@@ -146,7 +139,7 @@ def test_progress_callback_counts_pages_and_retries():
 
 
 def test_terminal_progress_line():
-    from itb_device.commands.interrogate import TerminalProgress
+    from itb_device.cli.interrogate import TerminalProgress
 
     err = Terminal()
     show = TerminalProgress(err)
@@ -259,6 +252,6 @@ def test_no_install_hint_names_an_index_package():
 
 
 def test_the_dask_hint_is_a_command_for_a_checkout():
-    from analysis.cohort import DASK_HINT
+    from analysis.research.cohort import DASK_HINT
 
     assert "pip install -e '.[dask]'" in DASK_HINT and "repository root" in DASK_HINT

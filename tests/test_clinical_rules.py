@@ -11,17 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from clinical.rules import DEFAULT_RULES, ENV_VAR, InputError, Rules, RulesError, get_rules
 from itb_device.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 DELAYED = ROOT / "sample_logs" / "mri_delayed_recovery.itblog"
-
-
-@pytest.fixture(autouse=True)
-def _default_rules(monkeypatch):
-    monkeypatch.delenv(ENV_VAR, raising=False)
 
 
 def hospital(tmp_path: Path, text: str) -> Path:

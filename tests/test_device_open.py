@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from conftest import SAMPLES
 
 import itb_device
 from itb_device import (
@@ -29,7 +29,6 @@ from parsers import LogFormatError, RecordCode, read_log
 from parsers.model import datetime_to_clock
 from parsers.writer import encode_log
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 SCENARIOS = SAMPLES / "scenarios"
 DEFAULT_START = datetime_to_clock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 

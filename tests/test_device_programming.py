@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SAMPLES
 
 import itb_device
 from clinical.rules import get_rules
@@ -23,7 +23,6 @@ from itb_device.sim_backend import SimProgrammer
 from parsers import RecordCode
 from parsers.model import datetime_to_clock
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 RULES = get_rules()
 
 

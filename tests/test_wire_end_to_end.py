@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SAMPLES
 from test_wire_serve import fresh_pump, open_port, serving
 
 import itb_device
@@ -24,7 +24,6 @@ from parsers import RecordCode, read_log, read_log_bytes
 from parsers.model import datetime_to_clock
 from parsers.writer import encode_log
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_logs"
 KINDS = ["pty", "tcp"]
 
 

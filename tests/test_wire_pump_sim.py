@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from itb_device import ReadOnlyPump
 from itb_device.cli import main
@@ -21,7 +21,6 @@ from itb_device.serial_backend import SerialProgrammer
 from itb_device.sim.scenario import load_scenario, run_scenario
 from parsers.writer import encode_log
 
-ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "sample_logs" / "scenarios" / "titration_violation.toml"
 LISTENING = re.compile(r"^pump simulator listening on (\S+)$")
 START_S = 60.0  # generous: a cold interpreter importing numpy/pandas on a loaded machine

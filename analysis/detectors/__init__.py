@@ -9,12 +9,12 @@ from collections.abc import Callable
 
 from ..context import Context
 from ..findings import Finding
-from . import boluses, device, history, overdelivery, prescription, reservoir, stalls
+from . import boluses, device, gaps, overdelivery, prescription, reservoir, stalls
 
 Detector = Callable[[Context], list[Finding]]
 
 ALL: tuple[Detector, ...] = (
-    history.detect,
+    gaps.detect,
     stalls.detect,
     device.detect,
     reservoir.detect,

@@ -18,7 +18,7 @@ from typing import Any
 from parsers import InterrogationLog
 from parsers.writer import atomic_write_bytes
 
-from .planning import DoseStep, Milestone, RefillPlan, dose_steps, refill_plan
+from ..planning import DoseStep, Milestone, RefillPlan, dose_steps, refill_plan
 
 SUFFIXES = {".pdf": "pdf", ".html": "html", ".htm": "html"}
 

@@ -21,9 +21,9 @@ from parsers import InterrogationLog
 
 from ..assessment import Assessment
 from ..findings import Finding
+from ..planning import DoseStep, RefillPlan, dose_steps
 from ..risk import checklist
 from ..timeutil import DAY, HOUR, to_seconds
-from .planning import DoseStep, RefillPlan, dose_steps
 
 # ---------------------------------------------------------------------------------------------
 # Blocks

@@ -1,1 +1,0 @@
-"""Sub-commands of ``itb``; each module has ``register(parser)`` and ``run(args)``."""

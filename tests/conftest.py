@@ -1,0 +1,24 @@
+"""What every test shares: the repository's paths and the shipped clinical rules.
+
+Tests import the paths from here (``from conftest import ROOT, SAMPLES``; pytest puts this
+folder on ``sys.path``).  Every test runs with the shipped rules file, whatever the developer's
+environment says (``ITB_CLINICAL_RULES``); a test that needs a hospital's file sets it itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clinical.rules import ENV_VAR
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_logs"
+GUIDELINE = ROOT.parent / "shared" / "guideline" / "chw-itb-practice-guideline.txt"
+
+
+@pytest.fixture(autouse=True)
+def _shipped_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped rules file, whatever the environment says."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
