@@ -14,7 +14,7 @@ import datetime as dt
 import pytest
 from test_analysis_logbuilder import T0, LogBuilder, analyse_built, kinds
 
-from analysis import history
+from analysis.research import tables as history_tables
 from clinical.rules import get_rules
 from clinical.titration import TitrationLimits, in_hospital_window, judge_step
 from itb_device import Prescription
@@ -72,7 +72,7 @@ def test_the_programmer_the_detector_and_the_table_agree(tmp_path, case):
     log = read_log(path)
     found = kinds(analyse_built(b, tmp_path, b.t(hours=12)))
     assert ("titration_violation" not in found) is ok, found
-    assert bool(history.titration(log)["within_guideline"].iloc[-1]) is ok
+    assert bool(history_tables.titration(log)["within_guideline"].iloc[-1]) is ok
 
 
 def test_the_in_hospital_window_is_the_implant_day_and_three_days_after():
@@ -102,7 +102,7 @@ def test_spacing_is_judged_where_the_previous_increase_is_known(tmp_path):
     for day, dose in ((0, 300), (1, 330), (2, 360)):
         b.program(b.t(days=day), dose)
     path = b.write(tmp_path / "log.itblog", b.t(days=3))
-    assert history.titration(read_log(path))["interval_ok"].tolist() == [True, True, False]
+    assert history_tables.titration(read_log(path))["interval_ok"].tolist() == [True, True, False]
     assert "titration_violation" in kinds(analyse_built(b, tmp_path, b.t(days=3)))
 
 

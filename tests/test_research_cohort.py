@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 from conftest import ROOT, SAMPLES
 
-from analysis import cohort, history
+from analysis.research import cohort
+from analysis.research import tables as history_tables
 from itb_device.cli import main
 from itb_device.sim.population import CohortSpec, cohort_scenarios, write_pump
 from parsers import read_log
@@ -73,7 +74,7 @@ def test_cli_runs_the_cohort_and_lists_the_unreadable_file(logs_dir, procedures_
         rows = list(csv.DictReader(f))
     assert [Path(r["path"]).name for r in rows] == ["not_a_log.itblog"]
     assert rows[0]["stage"] == "read" and "not an ITB interrogation log" in rows[0]["reason"]
-    for name in history.TABLES:
+    for name in history_tables.TABLES:
         assert list((out / "parquet" / name).glob("*.parquet")), name
         assert (out / "csv" / f"{name}.csv").is_file()
     assert not (out / "plots").exists()
@@ -97,8 +98,8 @@ def test_outputs_hold_every_readable_log(local_run, logs_dir):
     assert damaged["problems"] > 0 and damaged["damaged"]
     for name, df in t.items():
         lead = ["log_id"] if name == "summary" else ["log_id", "serial"]
-        assert list(df.columns) == lead + list(history.SCHEMAS[name]), name
-        for col, dtype in history.SCHEMAS[name].items():
+        assert list(df.columns) == lead + list(history_tables.SCHEMAS[name]), name
+        for col, dtype in history_tables.SCHEMAS[name].items():
             assert str(df[col].dtype) == dtype, (name, col)
         assert set(df["log_id"]) <= set(s["log_id"])
     assert run.rows == {n: len(df) for n, df in t.items()}
@@ -113,7 +114,7 @@ def test_combined_tables_equal_the_per_log_tables(local_run, logs_dir):
     t = cohort.read_tables(out)
     name = "cohort_5_000002.itblog"
     procs = json.loads((logs_dir / "cohort_5_000002.truth.json").read_text())["procedures"]
-    direct = history.tables(read_log(logs_dir / name), procs)
+    direct = history_tables.tables(read_log(logs_dir / name), procs)
     for table, df in direct.items():
         got = t[table][t[table]["log_id"] == name].drop(columns=["log_id"] + (["serial"] if table != "summary"
                                                                                else []))
@@ -233,7 +234,7 @@ def test_dask_engine_gives_the_same_tables_as_the_local_engine(local_run, logs_d
     with open(out / "failures.csv", newline="") as f:
         assert [Path(r["path"]).name for r in csv.DictReader(f)] == ["not_a_log.itblog"]
     local, remote = cohort.read_tables(src), cohort.read_tables(out)
-    for name in history.TABLES:
+    for name in history_tables.TABLES:
         assert len(local[name]) == len(remote[name]) > 0, name
         pd.testing.assert_frame_equal(sort(local[name]), sort(remote[name]))
     assert json.loads((out / "manifest.json").read_text())["engine"] == "dask"

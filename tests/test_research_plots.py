@@ -16,7 +16,8 @@ from conftest import ROOT, SAMPLES
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis import history, plots
+from analysis.research import plots
+from analysis.research import tables as history_tables
 from parsers import read_log
 
 
@@ -41,10 +42,10 @@ def check_figure(fig, n_axes: int = 1) -> None:
 
 @pytest.fixture(scope="module")
 def sample_tables() -> dict[str, pd.DataFrame]:
-    parts: dict[str, list[pd.DataFrame]] = {n: [] for n in history.TABLES}
+    parts: dict[str, list[pd.DataFrame]] = {n: [] for n in history_tables.TABLES}
     for name in ("normal_year", "titration_violation", "mri_delayed_recovery", "mri_prompt_recovery",
                  "intermittent_stalls_failure", "over_infusion_refill", "pocket_fill"):
-        for k, df in history.tables(sample(name), procedures(name)).items():
+        for k, df in history_tables.tables(sample(name), procedures(name)).items():
             parts[k].append(df)
     return {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
 
@@ -63,7 +64,7 @@ def test_daily_dose_trajectory_prescribed_against_delivered():
     ax = fig.axes[0]
     assert "UTC" in ax.get_xlabel() and "mcg/day" in ax.get_ylabel()
     assert legend_texts(ax) == ["prescribed (program)", "commanded", "delivered (rotor-confirmed)"]
-    dd = history.daily_dose(log)
+    dd = history_tables.daily_dose(log)
     steps = [p for p in ax.patches if p.get_label() == "prescribed (program)"]
     assert len(steps) == 1
     np.testing.assert_allclose(steps[0].get_data().values, dd["prescribed_daily_dose_mcg"])
@@ -75,7 +76,7 @@ def test_daily_dose_trajectory_prescribed_against_delivered():
 def test_daily_dose_shades_missing_history():
     log = sample("corrupted_log")
     ax = plots.daily_dose_figure(log).axes[0]
-    missing = int(history.daily_dose(log)["history_missing"].sum())
+    missing = int(history_tables.daily_dose(log)["history_missing"].sum())
     shaded = [p for p in ax.patches if p.get_label() not in legend_texts(ax)]
     assert missing > 0 and len(shaded) == missing
 
@@ -93,7 +94,7 @@ def test_reservoir_sawtooth_with_refills_and_the_low_reservoir_threshold():
     refill_lines = [ln for ln in ax.get_lines() if ln.get_color() == plots.COLORS["refill"]]
     assert len(refill_lines) == 4
     np.testing.assert_allclose(lines["residual measured at refill"].get_ydata(),
-                               history.refills(log)["measured_residual_ml"])
+                               history_tables.refills(log)["measured_residual_ml"])
 
 
 def test_stall_timeline_marks_the_ongoing_stall_and_the_mri_window():
@@ -111,7 +112,7 @@ def test_stall_timeline_marks_the_ongoing_stall_and_the_mri_window():
 
 
 def test_stall_timeline_lanes_by_cause():
-    st = history.stalls(sample("intermittent_stalls_failure"))
+    st = history_tables.stalls(sample("intermittent_stalls_failure"))
     ax = plots.stall_timeline_figure(st).axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["spontaneous"]
     assert len(ax.collections) == len(st) == 4
@@ -141,7 +142,7 @@ def test_cohort_distributions(sample_tables, tmp_path):
 
 
 def test_cohort_figures_with_no_rows_still_draw():
-    empty = {n: history.empty_table(n) for n in history.TABLES}
+    empty = {n: history_tables.empty_table(n) for n in history_tables.TABLES}
     figs = plots.cohort_figures(empty)
     assert [t.get_text() for t in figs["stall_durations"].axes[0].texts] == ["no motor stalls"]
     assert [t.get_text() for t in figs["titration_steps"].axes[0].texts] == ["no data"]

@@ -13,7 +13,8 @@ import pytest
 from conftest import ROOT, SAMPLES
 from test_analysis_logbuilder import D, LogBuilder, unix
 
-from analysis import analyse, history
+from analysis import analyse
+from analysis.research import tables as history_tables
 from parsers import read_log, read_log_bytes
 
 UTC = pd.Timestamp
@@ -28,15 +29,15 @@ def procedures(name: str) -> list[dict]:
 
 
 def assert_schema(name: str, df: pd.DataFrame) -> None:
-    assert list(df.columns) == list(history.SCHEMAS[name])
-    for col, dtype in history.SCHEMAS[name].items():
+    assert list(df.columns) == list(history_tables.SCHEMAS[name])
+    for col, dtype in history_tables.SCHEMAS[name].items():
         assert str(df[col].dtype) == dtype, (name, col, df[col].dtype)
 
 
 @pytest.fixture(scope="module")
 def normal_year():
     log = sample("normal_year")
-    return log, history.tables(log)
+    return log, history_tables.tables(log)
 
 
 def test_normal_year_has_three_titration_steps_within_the_guideline(normal_year):
@@ -104,7 +105,7 @@ def test_normal_year_summary(normal_year):
 
 def test_titration_violation_is_flagged_outside_the_guideline():
     log = sample("titration_violation")
-    ti = history.titration(log)
+    ti = history_tables.titration(log)
     last = ti.iloc[-1]
     assert last["old_daily_dose_mcg"] == 340.0 and last["new_daily_dose_mcg"] == 510.0
     assert last["step_pct"] == pytest.approx(50.0) and last["days_since_previous"] == pytest.approx(2.0)
@@ -114,20 +115,20 @@ def test_titration_violation_is_flagged_outside_the_guideline():
     # the analysis flags the same program change
     finding = next(f for f in analyse(log).findings if f.kind == "titration_violation")
     assert finding.start == last["time_utc"]
-    assert history.summary(log)["titration_outside_guideline"].iat[0] == 1
+    assert history_tables.summary(log)["titration_outside_guideline"].iat[0] == 1
 
 
 def test_guideline_numbers_come_from_the_rules():
     log = sample("titration_violation")
     loose = {"titration": {"max_step_fraction": 0.6, "min_step_interval_days": 1}}
-    assert history.titration(log, rules=loose)["within_guideline"].all()
+    assert history_tables.titration(log, rules=loose)["within_guideline"].all()
     strict = {"titration": {"max_daily_dose_mcg": 400}}
-    assert history.titration(log, rules=strict)["max_ok"].tolist() == [True, True, False]
+    assert history_tables.titration(log, rules=strict)["max_ok"].tolist() == [True, True, False]
 
 
 def test_mri_delayed_recovery_has_an_ongoing_stall_caused_by_the_mri():
     log = sample("mri_delayed_recovery")
-    st = history.stalls(log, procedures("mri_delayed_recovery"))
+    st = history_tables.stalls(log, procedures("mri_delayed_recovery"))
     assert len(st) == 1
     s = st.iloc[0]
     assert s["ongoing"] and pd.isna(s["end_utc"])
@@ -136,19 +137,19 @@ def test_mri_delayed_recovery_has_an_ongoing_stall_caused_by_the_mri():
     assert s["cause"] == "procedure" and s["procedure_kind"] == "mri"
     assert s["hours_after_procedure"] == pytest.approx(2.0)
     assert s["recorded"] and not s["recovery_logged"] and s["missed_mcg"] > 0
-    no_window = history.stalls(log)
+    no_window = history_tables.stalls(log)
     assert no_window["cause"].tolist() == ["spontaneous"] and no_window["procedure_kind"].isna().all()
-    al = history.alarms(log)
+    al = history_tables.alarms(log)
     assert al["alarm"].tolist() == ["motor_stall"] and al["active"].tolist() == [True]
     assert pd.isna(al["cleared_utc"].iat[0]) and al["duration_h"].iat[0] == pytest.approx(3.0)
-    summ = history.summary(log, procedures("mri_delayed_recovery"))
+    summ = history_tables.summary(log, procedures("mri_delayed_recovery"))
     assert summ["stall_ongoing"].iat[0] and summ["withdrawal_risk"].iat[0] == "high"
 
 
 def test_corrupted_log_still_gives_tables_and_a_summary_with_problems():
     log = sample("corrupted_log")
     assert log.damaged
-    t = history.tables(log)
+    t = history_tables.tables(log)
     for name, df in t.items():
         assert_schema(name, df)
     s = t["summary"].iloc[0]
@@ -165,8 +166,8 @@ def test_every_sample_gives_typed_tables_matching_the_analysis(path):
     log = read_log(path)
     procs = procedures(path.stem)
     a = analyse(log, procs)
-    t = history.tables(log, procs, assessment=a)
-    assert set(t) == set(history.TABLES)
+    t = history_tables.tables(log, procs, assessment=a)
+    assert set(t) == set(history_tables.TABLES)
     for name, df in t.items():
         assert_schema(name, df)
     s = t["summary"].iloc[0]
@@ -176,8 +177,8 @@ def test_every_sample_gives_typed_tables_matching_the_analysis(path):
     assert len(t["stalls"]) == a.kinds().count("motor_stall")
     assert t["stalls"]["cause"].isin(["procedure", "spontaneous"]).all()
     # without an assessment the tables analyse on their own reconstruction: same result
-    shared = history.tables(log, procs)
-    for name in history.TABLES:
+    shared = history_tables.tables(log, procs)
+    for name in history_tables.TABLES:
         pd.testing.assert_frame_equal(shared[name], t[name], obj=name)
 
 
@@ -199,12 +200,12 @@ def test_analysis_on_a_given_reconstruction_equals_its_own():
 
 
 def test_empty_tables_keep_their_columns_and_types():
-    for name in history.TABLES:
-        df = history.empty_table(name)
+    for name in history_tables.TABLES:
+        df = history_tables.empty_table(name)
         assert len(df) == 0
         assert_schema(name, df)
     with pytest.raises(KeyError):
-        history.typed("alarms", {"no_such_column": [1]})
+        history_tables.typed("alarms", {"no_such_column": [1]})
 
 
 def test_hand_built_stop_restart_decrease_refill_and_alarms(tmp_path):
@@ -219,17 +220,17 @@ def test_hand_built_stop_restart_decrease_refill_and_alarms(tmp_path):
     b.alarm(b.t(days=21), "eri")                         # never cleared
     b.stall(b.t(days=22), b.t(days=22, hours=5))
     log = read_log(b.write(tmp_path / "h.itblog", b.t(days=25)))
-    ti = history.titration(log)
+    ti = history_tables.titration(log)
     assert ti["kind"].tolist() == ["initial", "increase", "stop", "restart", "decrease"]
     restart = ti.iloc[3]
     assert restart["old_daily_dose_mcg"] == 220.0 and restart["stopped_h"] == pytest.approx(48.0)
     assert not restart["step_ok"] and not restart["within_guideline"]
     assert ti["within_guideline"].tolist() == [True, True, True, False, True]
     assert ti.iloc[4]["step_pct"] == pytest.approx(100 * (180 - 220) / 220)
-    rf = history.refills(log)
+    rf = history_tables.refills(log)
     assert len(rf) == 1 and rf["used_from"].iat[0] == "history_start"
     assert rf["used_ml"].iat[0] == pytest.approx(20.0 - rf["expected_residual_ml"].iat[0])
-    al = history.alarms(log).set_index("alarm")
+    al = history_tables.alarms(log).set_index("alarm")
     assert al.loc["low_reservoir", "duration_h"] == pytest.approx(48.0)
     assert not al.loc["low_reservoir", "active"]
     assert al.loc["eri", "active"] and al.loc["eri", "duration_h"] == pytest.approx(4 * 24.0)
@@ -237,10 +238,10 @@ def test_hand_built_stop_restart_decrease_refill_and_alarms(tmp_path):
     surgery_end = pd.Timestamp(unix(b.t(days=22)), unit="s", tz="UTC")
     window = {"kind": "diathermy", "start_utc": (surgery_end - pd.Timedelta(hours=1)).isoformat(),
               "end_utc": surgery_end.isoformat()}
-    st = history.stalls(log, [window])
+    st = history_tables.stalls(log, [window])
     assert st["cause"].tolist() == ["procedure"] and st["procedure_kind"].tolist() == ["diathermy"]
     assert st["duration_h"].iat[0] == pytest.approx(5.0) and not st["ongoing"].iat[0]
-    dd = history.daily_dose(log).set_index("day")
+    dd = history_tables.daily_dose(log).set_index("day")
     stall_day = pd.Timestamp(unix(b.t(days=22)) // D * D, unit="s", tz="UTC")
     assert dd.loc[stall_day, "stalled_h"] == pytest.approx(5.0)
     assert dd.loc[stall_day, "rotor_mcg"] < dd.loc[stall_day, "prescribed_covered_mcg"]
@@ -262,10 +263,10 @@ def _damaged_variants(data: bytes) -> list[bytes]:
 @pytest.mark.parametrize("name", ["titration_violation", "clock_reset"])
 def test_damaged_logs_give_fewer_rows_never_an_exception(name):
     data = (SAMPLES / f"{name}.itblog").read_bytes()
-    whole = history.tables(read_log_bytes(data, name))
+    whole = history_tables.tables(read_log_bytes(data, name))
     for k, variant in enumerate(_damaged_variants(data)):
         log = read_log_bytes(variant, f"{name}-{k}")
-        t = history.tables(log)
+        t = history_tables.tables(log)
         for table, df in t.items():
             assert_schema(table, df)
         assert t["summary"]["problems"].iat[0] == len(log.problems) > 0
@@ -276,7 +277,7 @@ def test_damaged_logs_give_fewer_rows_never_an_exception(name):
 
 def test_every_column_is_documented():
     doc = (ROOT / "docs" / "research.md").read_text()
-    for name, schema in history.SCHEMAS.items():
+    for name, schema in history_tables.SCHEMAS.items():
         assert f"### `{name}`" in doc, name
         section = re.split(r"\n##+ ", doc.split(f"### `{name}`", 1)[1], maxsplit=1)[0]
         documented = set(re.findall(r"^\| `([a-z_0-9]+)` \|", section, flags=re.M))
