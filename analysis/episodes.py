@@ -73,14 +73,6 @@ class Program:
             return float(self.steps[0].rate_ml_day)
         return float(np.dot(self._durations(), [s.rate_ml_day for s in self.steps]))
 
-    def describe(self) -> str:
-        """Short words for explanations."""
-        if self.mode == "stopped":
-            return "stopped"
-        kind = f"flex ({len(self.steps)} steps)" if self.is_flex else self.mode.replace("_", " ")
-        return (f"{kind}, {self.daily_dose_mcg:g} mcg/day at {self.concentration_mcg_ml:g} "
-                "mcg/mL entered")
-
 
 @dataclass(frozen=True)
 class Bolus:

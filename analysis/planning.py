@@ -105,6 +105,12 @@ def _volume_milestone(
     )
 
 
+def projected_eos_s(eri_s: int, rules: Rules | Any = None) -> int:
+    """When a pump that reached ERI at ``eri_s`` stops: ``[pump] eri_to_eos_days`` later (the
+    labelling).  The one projection of the ERI finding and the refill planning."""
+    return eri_s + int(get_rules(rules).number("pump", "eri_to_eos_days") * DAY)
+
+
 def refill_plan(log: InterrogationLog, rules: Rules | Any = None, now_s: int | None = None) -> RefillPlan:
     """The refill and battery planning dates of ``log`` at its interrogation (or ``now_s``)."""
     r = get_rules(rules)
@@ -203,7 +209,7 @@ def refill_plan(log: InterrogationLog, rules: Rules | Any = None, now_s: int | N
     elif eri_s is not None or battery in ("eri", "eos"):
         ms.append(Milestone("eri", "Battery ERI", eri_s, 0.0, "ERI reached (status)", passed=True))
         if eri_s is not None:
-            eos = eri_s + int(eri_to_eos * DAY)
+            eos = projected_eos_s(eri_s, r)
             ms.append(
                 Milestone(
                     "eos",

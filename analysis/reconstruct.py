@@ -101,10 +101,6 @@ class Reconstruction:
         i = int(np.searchsorted(self.conc_times, t, side="right")) - 1
         return float(self.conc_values[max(i, 0)])
 
-    def history_incomplete(self, a: float, b: float) -> bool:
-        """True if any part of [a, b] has missing history or an untrusted clock."""
-        return any(s.start_s < b and s.end_s > a for s in (*self.missing, *self.uncertain))
-
 
 def delivery_starts(d: pd.DataFrame) -> np.ndarray:
     """Start of each delivery interval (Unix s): rows are stamped at the interval's end."""
@@ -402,6 +398,24 @@ def build(log: InterrogationLog, rules: Rules | None = None,
     return rec
 
 
+def bin_edges(window: tuple[int, int], width_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends of the bins of ``width_s`` seconds (aligned to multiples of it in UTC)
+    that cover ``window``; at least one bin.  The one binning of the hourly timeline and the
+    research tables' days."""
+    w0, w1 = window
+    first = (w0 // width_s) * width_s
+    last = max(-(-w1 // width_s) * width_s, first + width_s)
+    a = np.arange(first, last, width_s, dtype=np.int64)
+    return a, a + width_s
+
+
+def spread_rows(rows: pd.DataFrame, a: np.ndarray, b: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each delivery row's ``values`` spread evenly over the row's span, summed into the bins
+    ``[a, b)``: how a row's volume or seconds are shared between the bins it overlaps."""
+    rs, re_ = rows["start_s"].to_numpy(), rows["end_s"].to_numpy()
+    return Piecewise.from_intervals(rs, re_, np.asarray(values, dtype=float)).integral(a, b)
+
+
 def timeline(rec: Reconstruction, resolution: str | pd.Timedelta = "1h") -> pd.DataFrame:
     """The reconstruction binned at ``resolution``: one row per bin (index = bin start, UTC).
 
@@ -414,10 +428,7 @@ def timeline(rec: Reconstruction, resolution: str | pd.Timedelta = "1h") -> pd.D
     if res <= 0:
         raise ValueError("resolution must be positive")
     w0, w1 = rec.window
-    first = (w0 // res) * res
-    last = max(-(-w1 // res) * res, first + res)
-    edges = np.arange(first, last + 1, res, dtype=np.int64)
-    a, b = edges[:-1], edges[1:]
+    a, b = bin_edges(rec.window, res)
     rows = rec.rows
     out = pd.DataFrame(index=stamps(a))
     out.index.name = "start"
@@ -435,9 +446,9 @@ def timeline(rec: Reconstruction, resolution: str | pd.Timedelta = "1h") -> pd.D
     rs, re_ = rows["start_s"].to_numpy(), rows["end_s"].to_numpy()
 
     def spread(col: str) -> np.ndarray:
-        return Piecewise.from_intervals(rs, re_, rows[col].to_numpy(dtype=float)).integral(a, b)
+        return spread_rows(rows, a, b, rows[col].to_numpy(dtype=float))
 
-    covered = Piecewise.from_intervals(rs, re_, (re_ - rs).astype(float)).integral(a, b)
+    covered = spread_rows(rows, a, b, (re_ - rs).astype(float))
     out["coverage"] = np.clip(covered / res, 0.0, 1.0)
     cov_h = np.where(covered > 0, covered / HOUR, np.nan)
     for col in ("commanded", "rotor"):

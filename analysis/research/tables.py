@@ -27,8 +27,8 @@ from parsers import InterrogationLog
 from ..assessment import Assessment, analyse
 from ..context import Context, Procedure, coerce_procedures
 from ..detectors.stalls import episodes as stall_episodes
-from ..piecewise import Piecewise, overlaps
-from ..reconstruct import Reconstruction, build
+from ..piecewise import overlaps
+from ..reconstruct import Reconstruction, bin_edges, build, spread_rows
 from ..timeutil import DAY, HOUR
 
 UTC_NS = "datetime64[ns, UTC]"
@@ -207,10 +207,6 @@ def _basis(log: InterrogationLog, procedures: Iterable[ProcedureLike] | None,
     return _Basis(log, r, coerce_procedures(procedures), build(log, r))
 
 
-def _secs(v: float | int | None) -> float:
-    return np.nan if v is None else float(v)
-
-
 # ----- daily dose ---------------------------------------------------------------------------
 
 def daily_dose(log: InterrogationLog, procedures: Iterable[ProcedureLike] | None = None, *,
@@ -230,10 +226,7 @@ def _daily(b: _Basis) -> pd.DataFrame:
     w0, w1 = rec.window
     if w1 <= w0:
         return empty_table("daily_dose")
-    first = (w0 // DAY) * DAY
-    last = max(-(-w1 // DAY) * DAY, first + DAY)
-    a = np.arange(first, last, DAY, dtype=np.int64)
-    e = a + DAY
+    a, e = bin_edges(rec.window, DAY)
     ia, ib = np.maximum(a, w0), np.minimum(e, w1)
     in_window = np.clip(ib - ia, 0, None).astype(float)
     prescribed = rec.prescribed_mcg.integral(ia, ib)
@@ -242,7 +235,7 @@ def _daily(b: _Basis) -> pd.DataFrame:
     rs, re_ = rows["start_s"].to_numpy(), rows["end_s"].to_numpy()
 
     def spread(values: np.ndarray) -> np.ndarray:
-        return Piecewise.from_intervals(rs, re_, np.asarray(values, dtype=float)).integral(a, e)
+        return spread_rows(rows, a, e, values)
 
     covered = np.clip(spread((re_ - rs).astype(float)), 0, DAY)
     has = covered > 0
