@@ -8,6 +8,7 @@ import numpy as np
 from ..context import Context
 from ..delivery_state import stall_like_runs
 from ..findings import Finding
+from ..planning import projected_eos_s
 from ..timeutil import DAY, HOUR, fmt, hours
 from ._util import contiguous, offsets
 
@@ -36,7 +37,7 @@ def detect(ctx: Context) -> list[Finding]:
     if eri_t is None and st.eri_clock and state in ("eri", "eos"):
         eri_t = _pump_clock_to_utc(ctx, st.eri_clock)
     if eri_t is not None or state == "eri":
-        projected = eri_t + int(eos_days * DAY) if eri_t is not None else None
+        projected = projected_eos_s(eri_t, r) if eri_t is not None else None
         out.append(Finding(
             "battery_eri", "warning", eri_t, None,
             f"The battery reached its elective replacement indicator (ERI)"

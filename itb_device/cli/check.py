@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                             "itb-telemetry: reinstall it from the repository root with "
                             ".venv/bin/pip install -e .")
 
-    from analysis.check import check
+    from analysis.check import VERDICTS, check
     from clinical.rules import InputError, get_rules
     from parsers import read_log
 
@@ -108,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--report {args.report}: reports need matplotlib ({exc}); reinstall "
                             "itb-telemetry from the repository root with .venv/bin/pip install -e .") from exc
         print(f"report written to {args.report}", file=sys.stderr)
-    rank = {"OK": 0, "REVIEW": 1, "URGENT": 2}
-    if args.fail_on and rank[result.verdict] >= {"review": 1, "urgent": 2}[args.fail_on]:
+    if args.fail_on and VERDICTS.index(result.verdict) >= VERDICTS.index(args.fail_on.upper()):
         return 1
     return 0
 
