@@ -21,7 +21,7 @@ from .findings import Finding, findings_frame
 from .pk import PkParameters, csf_estimate
 from .reconstruct import Reconstruction, build, timeline
 from .risk import Risk, assess
-from .timeutil import HOUR, fmt, stamp, to_seconds
+from .timeutil import HOUR, Clock, stamp, to_seconds
 
 DISCLAIMER = ("This software supports, and does not replace, the manufacturer's clinician "
               "programmer and clinical judgement.")
@@ -59,6 +59,7 @@ class Assessment:
     prescribed_mcg: Any = field(default=None, repr=False)  # piecewise.Piecewise: drug prescribed over time
     delivery_state: pd.DataFrame | None = None  # delivery_state.delivery_spans: state over time, by source
     details: dict[str, Any] = field(default_factory=dict)
+    clock: Clock = field(default_factory=Clock, repr=False)  # the zone its texts give times in
 
     @property
     def withdrawal(self) -> Risk:
@@ -93,9 +94,10 @@ class Assessment:
 
     def summary(self) -> str:
         """A plain-language report for a clinician."""
-        lines = [f"ITB pump interrogation of {fmt(self.details.get('now_s'))}",
-                 f"History analysed: {fmt(self.details.get('window_s', (None,))[0])} to "
-                 f"{fmt(self.details.get('window_s', (None, None))[1])}", ""]
+        time = self.clock.time
+        lines = [f"ITB pump interrogation of {time(self.details.get('now_s'))}",
+                 f"History analysed: {time(self.details.get('window_s', (None,))[0])} to "
+                 f"{time(self.details.get('window_s', (None, None))[1])}", ""]
         for k in ("withdrawal", "overdose"):
             r = self.risks[k]
             lines.append(f"{k.upper()} RISK: {r.level.replace('_', ' ')}")
@@ -172,7 +174,8 @@ def analyse(log: InterrogationLog | str | Path,
             procedures: Iterable[Procedure | Mapping[str, Any]] | None = (),
             weight_kg: float | None = None,
             rules: Rules | Mapping[str, Any] | str | Path | None = None,
-            resolution: str = "1h", *, reconstruction: Reconstruction | None = None) -> Assessment:
+            resolution: str = "1h", *, reconstruction: Reconstruction | None = None,
+            clock: Clock | None = None) -> Assessment:
     """Analyse one interrogation: run every detector, grade withdrawal and overdose risk.
 
     ``log`` is an :class:`InterrogationLog` (or a path, read with ``read_log``);
@@ -182,7 +185,9 @@ def analyse(log: InterrogationLog | str | Path,
     overrides clinical numbers (a TOML path, a dict, or ``Rules``); ``resolution`` is the
     timeline bin width.  ``reconstruction``: one already built from this log with these
     rules (``reconstruct.build``), so a caller that has one (the research tables) does not
-    pay for it twice.  Pure: nothing is written, nothing plotted.
+    pay for it twice.  ``clock`` writes the times in the explanations, risk reasons and
+    limitations (UTC, labelled, by default); the assessment keeps it as ``clock``.  Pure:
+    nothing is written, nothing plotted.
     """
     if not isinstance(log, InterrogationLog):
         log = read_log(log)
@@ -193,7 +198,8 @@ def analyse(log: InterrogationLog | str | Path,
     rec = reconstruction if reconstruction is not None else build(log, r)
     tl = timeline(rec, resolution)
     rec.timeline = tl
-    ctx = Context(log, rec, r, procs)
+    clock = clock if clock is not None else Clock()
+    ctx = Context(log, rec, r, procs, clock)
     findings: list[Finding] = []
     for detector in ALL:
         findings.extend(detector(ctx))
@@ -206,7 +212,7 @@ def analyse(log: InterrogationLog | str | Path,
     limits = [f"Telemetry cannot show: {x}" for x in TELEMETRY_BLIND_SPOTS]
     limits += [f"Incomplete: {x}." for x in incomplete]
     if len(log.pages) and int(log.pages["seq"].min()) > 0:
-        limits.append(f"The log's ring has wrapped: history before {fmt(rec.window[0])} was "
+        limits.append(f"The log's ring has wrapped: history before {clock.time(rec.window[0])} was "
                       "overwritten and is not analysed.")
     if any(s.program.source == "inferred" for s in rec.program_spans):
         limits.append("No program record covers the start of the history: the prescription "
@@ -223,7 +229,7 @@ def analyse(log: InterrogationLog | str | Path,
                           f"(section 2) asks for the logs to be read {check_h:g} h after: read "
                           "them again then.")
         elif p.end_s > ctx.now_s:
-            limits.append(f"The {p.kind} of {fmt(p.start_s)} ends after this interrogation: "
+            limits.append(f"The {p.kind} of {clock.time(p.start_s)} ends after this interrogation: "
                           "interrogate again after it.")
     hl = r.get("pharmacokinetics_model", "csf_half_life_range_h")
     cl = r.get("pharmacokinetics_model", "csf_clearance_range_ml_h")
@@ -241,4 +247,5 @@ def analyse(log: InterrogationLog | str | Path,
         delivery_state=delivery_spans(findings, rec.window, ctx.status,
                                       [(s.start_s, s.end_s) for s in (*rec.missing, *rec.uncertain)]),
         details={"now_s": ctx.now_s, "window_s": rec.window, "problems": [str(p) for p in log.problems]},
+        clock=clock,
     )

@@ -31,7 +31,7 @@ from .context import Procedure
 from .findings import Finding
 from .piecewise import merge_spans
 from .risk import checklist
-from .timeutil import HOUR, display_zone, to_seconds
+from .timeutil import HOUR, Clock, to_seconds
 
 VERDICTS = ("OK", "REVIEW", "URGENT")
 NOT_DELIVERING = ("stall_ongoing", "pump_stopped", "battery_eos", "empty_reservoir")
@@ -82,6 +82,12 @@ class CheckResult:
     weight_kg: float | None = None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the check wrote its times with (the analysis' clock): its renderers show
+        times with it, so a report's labels name the zone its texts use."""
+        return self.assessment.clock
 
     @property
     def hours_after_end(self) -> float:
@@ -182,14 +188,14 @@ def check(
     start: dt.datetime | None = None,
     weight_kg: float | None = None,
     rules: Rules | None = None,
-    fmt_time: Any = None,
-    zone: dt.tzinfo | None = None,
+    clock: Clock | None = None,
 ) -> CheckResult:
     """Run the two-hour check for a procedure of ``kind`` (``mri`` or ``diathermy``) that
-    ended at ``end`` (aware datetime).  ``fmt_time(seconds) -> str`` formats times in the
-    user's zone for the summary (UTC, labelled, by default); ``zone`` is that zone, used for
-    the analysis' explanations too.  Raises :class:`CheckInputError` for a procedure that
-    ends after the interrogation (the wrong log or the wrong date)."""
+    ended at ``end`` (aware datetime).  ``clock`` writes every time in the result's texts
+    (summary, reasons, notes and the analysis' explanations) in the user's zone, labelled (UTC
+    by default); the result keeps it as ``clock``, for its renderers.  Raises
+    :class:`CheckInputError` for a procedure that ends after the interrogation (the wrong log
+    or the wrong date)."""
     rules = get_rules(rules)
     kind = kind.lower()
     if kind not in ("mri", "diathermy"):
@@ -205,16 +211,15 @@ def check(
         assumed_start = False
     if start_s > end_s:
         raise CheckInputError("the procedure starts after it ends")
-    fmt_time = fmt_time or (lambda s: pd.Timestamp(s, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M UTC"))
+    clock = clock if clock is not None else Clock()
     if log.header_ok:
         asked_s = int(log.header.interrogated_at.timestamp())
         if end_s > asked_s + 60:
             raise CheckInputError(
-                f"the {kind.upper()} ends at {fmt_time(end_s)}, after the pump was interrogated "
-                f"({fmt_time(asked_s)}): is this the right log, or the right date?")
+                f"the {kind.upper()} ends at {clock.time(end_s)}, after the pump was interrogated "
+                f"({clock.time(asked_s)}): is this the right log, or the right date?")
     proc = Procedure(kind, start_s, end_s)
-    with display_zone(zone):
-        a = analyse(log, procedures=[proc], weight_kg=weight_kg, rules=rules)
+    a = analyse(log, procedures=[proc], weight_kg=weight_kg, rules=rules, clock=clock)
     now_s = int(a.details.get("now_s") or log.header.interrogated_at.timestamp())
     tl = a.reconstruction
     # the stored program's dose: a pump that stopped itself keeps it (docs/log-format.md 12.6)
@@ -238,9 +243,9 @@ def check(
             reasons_review.append(f"{k} risk is {r.level}{cause}")
         elif r.level == "cannot_rule_out":
             reasons_review.append(f"{k} risk cannot be ruled out")
-    reasons_review += _coverage_reasons(log, a, proc, now_s, rules, fmt_time)
+    reasons_review += _coverage_reasons(log, a, proc, now_s, rules, clock)
     notes = (
-        [f"the {kind.upper()} start was not given; assumed {fmt_time(start_s)} for the drug sums"]
+        [f"the {kind.upper()} start was not given; assumed {clock.time(start_s)} for the drug sums"]
         if assumed_start
         else []
     )
@@ -253,9 +258,9 @@ def check(
         )
     lookback = float(rules.get("check", "lookback_h")) * HOUR
     for f in a.findings:
-        reasons_review += _finding_reasons(f, a, proc, now_s, lookback, fmt_time)
+        reasons_review += _finding_reasons(f, a, proc, now_s, lookback, clock)
     verdict = "URGENT" if reasons_urgent else "REVIEW" if reasons_review else "OK"
-    summary = _summary(a, proc, now_s, daily, missed, excess, fmt_time, covered, stalled_now, status_says)
+    summary = _summary(a, proc, now_s, daily, missed, excess, clock, covered, stalled_now, status_says)
     if verdict == "OK":
         summary.append(PUMP_RECORD_ONLY)
     return CheckResult(
@@ -311,7 +316,7 @@ def _risk_cause(r: Any) -> str:
 
 
 def _finding_reasons(f: Finding, a: Assessment, proc: Procedure, now_s: int, lookback: float,
-                     fmt_time: Any) -> list[str]:
+                     clock: Clock) -> list[str]:
     """Why a finding needs a clinician's look, named by its cause (NOT_DELIVERING findings
     decide URGENT elsewhere; a recovered stall is judged by the risk it left, except as said)."""
     name = proc.kind.upper()
@@ -324,17 +329,17 @@ def _finding_reasons(f: Finding, a: Assessment, proc: Procedure, now_s: int, loo
         return out  # stall_ongoing says it
     if f.kind == "motor_stall":
         if f.details.get("restarted_by_interrogation"):
-            out.append(f"delivery restarted only at this interrogation ({fmt_time(f.end_s)}): "
+            out.append(f"delivery restarted only at this interrogation ({clock.time(f.end_s)}): "
                        "confirm with the programmer that the motor runs, and interrogate again")
         if f.details.get("cause") == "spontaneous" and (near or recent):
-            out.append(f"a motor stall at {fmt_time(f.start_s)} has no procedure to explain it: "
+            out.append(f"a motor stall at {clock.time(f.start_s)} has no procedure to explain it: "
                        "stalls without a cause precede motor failure; check the procedure times "
                        "you entered")
         elif near and proc.kind != "mri":
-            out.append(f"a motor stall from {fmt_time(f.start_s)} to {fmt_time(f.end_s)}: diathermy "
+            out.append(f"a motor stall from {clock.time(f.start_s)} to {clock.time(f.end_s)}: diathermy "
                        "is not expected to stall the motor; confirm with the programmer that it runs")
         elif near and f.end_s - proc.end_s > grace:
-            out.append(f"the motor stall recovered only at {fmt_time(f.end_s)}, "
+            out.append(f"the motor stall recovered only at {clock.time(f.end_s)}, "
                        f"{_duration(f.end_s - proc.end_s)} after the {name} ended: confirm with the "
                        "programmer that the motor runs")
         return out
@@ -342,7 +347,7 @@ def _finding_reasons(f: Finding, a: Assessment, proc: Procedure, now_s: int, loo
         how = " (no stop record: seen in the delivery history)" if f.details.get("how") == \
             "commanded nothing" else ""
         what = "the pump was stopped" if f.kind == "pump_stopped" else "the reservoir was empty"
-        out.append(f"{what} from {fmt_time(f.start_s)} to {fmt_time(f.end_s)}{how}")
+        out.append(f"{what} from {clock.time(f.start_s)} to {clock.time(f.end_s)}{how}")
         return out
     if f.kind in NOT_DELIVERING or f.severity == "info" or not (near or f.ongoing):
         return out
@@ -360,7 +365,7 @@ def _finding_reasons(f: Finding, a: Assessment, proc: Procedure, now_s: int, loo
     elif f.kind == "over_delivery":
         out.append(f"more drug than programmed was delivered in or after the {name} window")
     elif f.start_s is not None and f.start_s < proc.start_s - lookback:
-        out.append(f"{f.kind.replace('_', ' ')} (since {fmt_time(f.start_s)})")
+        out.append(f"{f.kind.replace('_', ' ')} (since {clock.time(f.start_s)})")
     else:
         out.append(f"{f.kind.replace('_', ' ')} in or after the {name} window")
     return out
@@ -452,7 +457,7 @@ def _window_drug(
 
 
 def _coverage_reasons(
-    log: InterrogationLog, a: Assessment, proc: Procedure, now_s: int, rules: Rules, fmt_time: Any
+    log: InterrogationLog, a: Assessment, proc: Procedure, now_s: int, rules: Rules, clock: Clock
 ) -> list[str]:
     """Why the software cannot reassure, if it cannot."""
     out = []
@@ -464,8 +469,8 @@ def _coverage_reasons(
     far_h = float(rules.get("check", "max_hours_after_procedure"))
     if now_s < proc.end_s:
         out.append(
-            f"the pump was interrogated ({fmt_time(now_s)}) before the {proc.kind.upper()} ended "
-            f"({fmt_time(proc.end_s)}): interrogate again after it"
+            f"the pump was interrogated ({clock.time(now_s)}) before the {proc.kind.upper()} ended "
+            f"({clock.time(proc.end_s)}): interrogate again after it"
         )
     elif now_s - proc.end_s > far_h * HOUR:
         out.append(
@@ -511,7 +516,7 @@ def _summary(
     daily: float | None,
     missed: float | None,
     excess: float | None,
-    fmt_time: Any,
+    clock: Clock,
     covered: int | None,
     stalled_now: bool,
     status_says: list[str],
@@ -523,11 +528,11 @@ def _summary(
     lo = proc.start_s - HOUR
     stalls = [f for f in a.findings if f.kind == "motor_stall" and _overlaps(f, lo, now_s)]
     for f in stalls:
-        started = fmt_time(f.start_s) if f.start_s is not None else "an unknown time"
+        started = clock.time(f.start_s) if f.start_s is not None else "an unknown time"
         if f.ongoing or f.end_s is None:
             lines.append(
                 f"The pump's motor stalled at {started} and had NOT recovered when the pump was "
-                f"interrogated at {fmt_time(now_s)} ({_duration(now_s - (f.start_s or now_s))} "
+                f"interrogated at {clock.time(now_s)} ({_duration(now_s - (f.start_s or now_s))} "
                 "without delivery). No drug is being delivered now."
             )
         else:
@@ -538,7 +543,7 @@ def _summary(
                 when = f"before {name} began"
             else:
                 when = f"during {name}"
-            line = (f"The pump's motor stalled at {started} and recovered at {fmt_time(f.end_s)}, "
+            line = (f"The pump's motor stalled at {started} and recovered at {clock.time(f.end_s)}, "
                     f"{when} (stalled {_duration(f.end_s - (f.start_s or f.end_s))}).")
             if f.details.get("restarted_by_interrogation"):
                 line += (" Delivery restarted only at this interrogation: confirm with the "
@@ -549,9 +554,9 @@ def _summary(
     for f in stops:
         what = {"pump_stopped": "The pump was stopped", "empty_reservoir": "The reservoir was empty",
                 "battery_eos": "The battery reached end of service"}[f.kind]
-        since = f" from {fmt_time(f.start_s)}" if f.start_s is not None else ""
+        since = f" from {clock.time(f.start_s)}" if f.start_s is not None else ""
         state = ("and still is at the interrogation: no drug is being delivered now"
-                 if f.ongoing or f.end_s is None else f"until {fmt_time(f.end_s)}")
+                 if f.ongoing or f.end_s is None else f"until {clock.time(f.end_s)}")
         lines.append(f"{what}{since} {state}.")
     shown = " ".join(lines)
     for x in status_says:
@@ -578,15 +583,15 @@ def _summary(
     over = [f for f in a.findings if f.kind == "over_delivery" and _overlaps(f, lo, now_s)]
     for f in over:
         lines.append(
-            f"The pump delivered more than programmed from {fmt_time(f.start_s)}"
-            + (f" to {fmt_time(f.end_s)}" if f.end_s else "")
+            f"The pump delivered more than programmed from {clock.time(f.start_s)}"
+            + (f" to {clock.time(f.end_s)}" if f.end_s else "")
             + "."
         )
     pct = lambda mcg: f" ({100 * mcg / daily:.0f}% of the {daily:.0f} mcg daily dose)" if daily else ""  # noqa: E731
     until = (
         "to the interrogation"
         if stalled_now or covered is None
-        else f"to {fmt_time(covered)} (the last delivery record)"
+        else f"to {clock.time(covered)} (the last delivery record)"
     )
     if missed is None or excess is None:
         lines.append(

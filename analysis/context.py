@@ -1,9 +1,10 @@
-"""What every detector gets: the log, its reconstruction, the rules and the procedures."""
+"""What every detector gets: the log, its reconstruction, the rules, the procedures and the clock
+that writes times for people."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
@@ -15,7 +16,7 @@ from parsers import InterrogationLog
 from .delivery_state import RowState, StatusNow, row_state, status_now
 from .episodes import Episodes
 from .reconstruct import Reconstruction
-from .timeutil import HOUR, ts_seconds
+from .timeutil import HOUR, Clock, ts_seconds
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,13 @@ def coerce_procedures(items: Iterable[Procedure | Mapping[str, Any]] | None) -> 
 
 @dataclass
 class Context:
-    """Inputs shared by all detectors."""
+    """Inputs shared by all detectors; ``clock`` writes the times in their explanations."""
 
     log: InterrogationLog
     rec: Reconstruction
     rules: Rules
     procedures: tuple[Procedure, ...]
+    clock: Clock = field(default_factory=Clock)
 
     @property
     def ep(self) -> Episodes:

@@ -20,7 +20,7 @@ from clinical.rules import Rules
 
 from .context import Context
 from .findings import Finding
-from .timeutil import DAY, HOUR, fmt, to_seconds
+from .timeutil import DAY, HOUR, to_seconds
 
 LEVELS: tuple[str, ...] = ("none", "cannot_rule_out", "low", "moderate", "high")
 RiskKind = Literal["withdrawal", "overdose"]
@@ -390,7 +390,7 @@ def assess(findings: list[Finding], ctx: Context, csf: pd.DataFrame,
     levels: dict[str, list[tuple[str, str, str]]] = {"withdrawal": [], "overdose": []}
     for f in findings:
         w, o = grade(f, ctx)
-        when = fmt(f.start_s) if f.start_s is not None else "time unknown"
+        when = ctx.clock.time(f.start_s) if f.start_s is not None else "time unknown"
         label = f"{f.kind.replace('_', ' ')} ({when})"
         levels["withdrawal"].append((w, label, f.kind))
         levels["overdose"].append((o, label, f.kind))

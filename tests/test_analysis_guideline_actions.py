@@ -117,11 +117,11 @@ def test_what_to_collect_is_a_checklist_in_text_json_and_report(tmp_path):
     items = r.to_dict()["checklist"]
     assert [i["section"] for i in items] == ["5.1.3.4"] * 4  # withdrawal only: overdose risk none
     assert any("sweating" in i["item"] for i in items)
-    text = render_text(r, log, lambda s: str(s))
+    text = render_text(r, log)
     boxes = [line for line in text.splitlines() if line.startswith("  [ ] ")]
     assert len(boxes) == 4 and "recent MRI" in boxes[-1]
     pdf = tmp_path / "r.pdf"
-    write_check_report(r, log, pdf, dt.UTC)
+    write_check_report(r, log, pdf)
     from pypdf import PdfReader
     pdf_text = "".join(p.extract_text() for p in PdfReader(pdf).pages)
     assert "To collect before calling Kids Rehab" in pdf_text

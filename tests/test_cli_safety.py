@@ -71,15 +71,16 @@ def test_a_serial_number_cannot_print_a_fake_verdict_above_the_real_one(tmp_path
 
 def test_check_keeps_its_own_colour_only(tmp_path, monkeypatch):
     from analysis.check import check
+    from analysis.timeutil import Clock
     from itb_device.cli.check import render_text
-    from itb_device.cli.options import formatter, local_zone, parse_user_time
+    from itb_device.cli.options import local_zone, parse_user_time
     from parsers import read_log
 
     log = read_log(hostile_log(tmp_path))
     zone = local_zone("Australia/Sydney")
     result = check(log, "mri", parse_user_time("2026-03-10T15:00Z", zone, "--end"),
-                   parse_user_time("2026-03-10T14:00Z", zone, "--start"), weight_kg=35)
-    text = render_text(result, log, formatter(zone), colour=True)
+                   parse_user_time("2026-03-10T14:00Z", zone, "--start"), weight_kg=35, clock=Clock(zone))
+    text = render_text(result, log, colour=True)
     assert text.count("\x1b") == 2  # the verdict's colour on and off, nothing from the log
     assert "VERDICT: \x1b[1;41;97m URGENT \x1b[0m" in text
 

@@ -32,6 +32,7 @@ from analysis.reports import (
     write_check_report,
     write_interrogation_report,
 )
+from analysis.timeutil import Clock
 from itb_device.cli import main
 from parsers import read_log, write_log
 from parsers.crc import crc32c
@@ -101,11 +102,9 @@ def written(tmp_path_factory):
     done = {}
     for name, (sample, kind, start, end, weight, _) in CASES.items():
         log = read_log(SAMPLES / f"{sample}.itblog")
-        result = check(log, kind, end, start, weight_kg=weight)
-        paths = {
-            ext: write_check_report(result, log, out / f"{name}.{ext}", SYDNEY) for ext in ("pdf", "html")
-        }
-        done[name] = (log, result, paths, content.build_check(result, log, SYDNEY))
+        result = check(log, kind, end, start, weight_kg=weight, clock=Clock(SYDNEY))
+        paths = {ext: write_check_report(result, log, out / f"{name}.{ext}") for ext in ("pdf", "html")}
+        done[name] = (log, result, paths, content.build_check(result, log))
     return done
 
 
@@ -193,16 +192,17 @@ def test_hostile_strings_are_escaped(hostile_log, tmp_path):
         dt.datetime(2026, 4, 20, 10, 45, tzinfo=UTC),
         dt.datetime(2026, 4, 20, 10, tzinfo=UTC),
     )
-    out = write_check_report(result, hostile_log, tmp_path / "h.html", UTC)
+    out = write_check_report(result, hostile_log, tmp_path / "h.html")
     doc = out.read_text(encoding="utf-8")
     assert "<script" not in doc.lower()
     assert "<img src=x" not in doc.lower()
     assert '"><b>' not in doc
     assert "&lt;script&gt;x&lt;/scr" in doc and "&lt;img src=x&gt;&amp;" in doc
     assert "\x01" not in doc
-    inter = write_interrogation_report(hostile_log, tmp_path / "i.htm", UTC).read_text(encoding="utf-8")
+    inter = write_interrogation_report(hostile_log, tmp_path / "i.htm", Clock(UTC))
+    inter = inter.read_text(encoding="utf-8")
     assert "<script" not in inter.lower() and "&lt;script&gt;" in inter
-    p = write_check_report(result, hostile_log, tmp_path / "h.pdf", UTC)
+    p = write_check_report(result, hostile_log, tmp_path / "h.pdf")
     assert p.read_bytes().startswith(b"%PDF")
     text = " ".join(pdf_page_texts(p))
     assert "<script>x</scr" in text and "$x^2$" in text  # drawn literally, not as mathtext
@@ -254,11 +254,11 @@ def test_check_pages_stay_on_the_page(written):
 def test_bad_suffix_and_atomic_write(written, tmp_path):
     log, result, _, _ = written["ok"]
     with pytest.raises(ValueError, match=r"\.pdf or \.html"):
-        write_check_report(result, log, tmp_path / "r.docx", UTC)
+        write_check_report(result, log, tmp_path / "r.docx")
     assert report_format("A.PDF") == "pdf" and report_format("a.htm") == "html"
     target = tmp_path / "r.html"
     target.write_text("old")
-    write_check_report(result, log, target, UTC)
+    write_check_report(result, log, target)
     assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]  # no temporary file left
 
@@ -367,9 +367,9 @@ def test_dose_steps_titration():
 
 def test_interrogation_report(tmp_path):
     log = read_log(SAMPLES / "titration_violation.itblog")
-    a = analyse(log, weight_kg=20)
-    pdf_path = write_interrogation_report(log, tmp_path / "i.pdf", SYDNEY, assessment=a)
-    html_path = write_interrogation_report(log, tmp_path / "i.html", SYDNEY, assessment=a)
+    a = analyse(log, weight_kg=20, clock=Clock(SYDNEY))
+    pdf_path = write_interrogation_report(log, tmp_path / "i.pdf", assessment=a)
+    html_path = write_interrogation_report(log, tmp_path / "i.html", assessment=a)
     assert pdf_path.read_bytes().startswith(b"%PDF") and pdf_pages(pdf_path) >= 3
     doc = html_path.read_text(encoding="utf-8")
     plan = refill_plan(log)
@@ -474,8 +474,9 @@ def test_check_report_uses_the_rules_the_check_used(written):
     plot, through the assessment, as the defaults do."""
     sample, kind, start, end, weight, _ = CASES["urgent"]
     log = read_log(SAMPLES / f"{sample}.itblog")
-    result = check(log, kind, end, start, weight_kg=weight, rules={"pump": {"empty_reservoir_ml": 1.25}})
-    (panel,) = _reservoir_panels(content.build_check(result, log, SYDNEY))
+    result = check(log, kind, end, start, weight_kg=weight, rules={"pump": {"empty_reservoir_ml": 1.25}},
+                   clock=Clock(SYDNEY))
+    (panel,) = _reservoir_panels(content.build_check(result, log))
     assert panel.empty_ml == 1.25
     (default,) = _reservoir_panels(written["urgent"][3])
     assert default.empty_ml != 1.25

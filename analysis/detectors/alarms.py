@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from ..context import Context
 from ..findings import Finding
-from ..timeutil import fmt
 
 # alarm -> finding kinds that already explain it when present
 _EXPLAINED_BY = {
@@ -42,7 +41,8 @@ def detect(ctx: Context, found: list[Finding]) -> list[Finding]:
         spans = [a for a in ctx.ep.alarms if a.alarm == alarm]
         raised = spans[-1].raised_s if spans else None
         ev = spans[-1].offsets[:1] if spans else ()
-        since = f" (raised {fmt(raised)})" if raised is not None else " (its raising is not in the log)"
+        since = (f" (raised {ctx.clock.time(raised)})" if raised is not None
+                 else " (its raising is not in the log)")
         if alarm == "memory_error":
             text = (f"The pump reports a memory-error alarm active{since}: the log it gave may be "
                     "incomplete or wrong. Confirm with the programmer and the manufacturer.")

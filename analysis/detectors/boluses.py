@@ -9,7 +9,7 @@ from itertools import pairwise
 from ..context import Context
 from ..episodes import Bolus, Mark
 from ..findings import Finding
-from ..timeutil import DAY, fmt
+from ..timeutil import DAY
 
 
 def detect(ctx: Context) -> list[Finding]:
@@ -52,7 +52,7 @@ def _unexpected(ctx: Context) -> list[Finding]:
         share = f" ({100 * mcg / dose:.0f}% of the daily dose)" if dose else ""
         out.append(Finding(
             "unexpected_bolus", "critical", b.start_s, b.planned_end_s,
-            f"On {fmt(b.start_s)} the pump gave {why}: about {mcg:.0f} mcg{share}. Nothing in "
+            f"On {ctx.clock.time(b.start_s)} the pump gave {why}: about {mcg:.0f} mcg{share}. Nothing in "
             "the log explains it: watch for overdose and report the pump.",
             evidence=b.offsets, excess_mcg=mcg, daily_dose_mcg=dose or None,
             direction="overdose", details={"bolus_kind": b.kind, "bolus_id": b.bolus_id}))
@@ -105,7 +105,7 @@ def _ptm_limits(ctx: Context) -> list[Finding]:
         end = item.planned_end_s if isinstance(item, Bolus) else t
         out.append(Finding(
             "ptm_over_limit", "warning", t, end,
-            f"Patient bolus on {fmt(t)}: {why}. The myPTM limits exist to stop accumulation; "
+            f"Patient bolus on {ctx.clock.time(t)}: {why}. The myPTM limits exist to stop accumulation; "
             "check the settings and the device, and watch for overdose.",
             evidence=ev, excess_mcg=mcg or None, daily_dose_mcg=dose or None,
             direction="overdose"))

@@ -9,7 +9,7 @@ from ..context import Context
 from ..delivery_state import stall_like_runs
 from ..findings import Finding
 from ..planning import projected_eos_s
-from ..timeutil import DAY, HOUR, fmt, hours
+from ..timeutil import DAY, HOUR, hours
 from ._util import contiguous, offsets
 
 
@@ -41,16 +41,16 @@ def detect(ctx: Context) -> list[Finding]:
         out.append(Finding(
             "battery_eri", "warning", eri_t, None,
             f"The battery reached its elective replacement indicator (ERI)"
-            f"{' on ' + fmt(eri_t) if eri_t else ''}. The pump stops about {eos_days:g} days "
-            f"after ERI{' (around ' + fmt(projected) + ')' if projected else ''}: arrange pump "
+            f"{' on ' + ctx.clock.time(eri_t) if eri_t else ''}. The pump stops about {eos_days:g} days "
+            f"after ERI{' (around ' + ctx.clock.time(projected) + ')' if projected else ''}: arrange pump "
             "replacement before then, or the child will go into withdrawal.",
             ongoing=True, evidence=eri_ev, direction="withdrawal",
-            details={"projected_eos_utc": fmt(projected) if projected else None,
+            details={"projected_eos_utc": ctx.clock.time(projected) if projected else None,
                      "projected_eos_s": projected}))
     if eos_t is not None or state == "eos":
         out.append(Finding(
             "battery_eos", "critical", eos_t, None,
-            f"The battery reached end of service (EOS){' on ' + fmt(eos_t) if eos_t else ''}: "
+            f"The battery reached end of service (EOS){' on ' + ctx.clock.time(eos_t) if eos_t else ''}: "
             "the pump has stopped and delivers no baclofen. Treat as baclofen withdrawal risk "
             "and replace the pump urgently.",
             ongoing=True, evidence=eos_ev, direction="withdrawal"))
@@ -119,10 +119,10 @@ def _stopped(ctx: Context, eos_t: int | None) -> list[Finding]:
                else "(seen in the delivery rows: the pump commanded no drug although its program "
                     "asks for it, and no stop is logged)" if how == "commanded nothing"
                else "(seen in the delivery rows)")
-        state = "and was still stopped at interrogation" if e is None else f"until {fmt(e)}"
+        state = "and was still stopped at interrogation" if e is None else f"until {ctx.clock.time(e)}"
         out.append(Finding(
             "pump_stopped", "critical" if e is None else "warning", s, e,
-            f"The pump stopped {why} on {fmt(s)} {state} ({hours(dur)}). About "
+            f"The pump stopped {why} on {ctx.clock.time(s)} {state} ({hours(dur)}). About "
             f"{(missed or 0):.0f} mcg of the previous {before:g} mcg/day was not given. "
             + (_disagree(ctx) if e is None and how != "programmed" else "")
             + ("Programming a stop before MRI is not recommended (it hides a stall)."

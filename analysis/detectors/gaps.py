@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..context import Context
 from ..findings import Finding
 from ..piecewise import merge_spans
-from ..timeutil import fmt, hours
+from ..timeutil import hours
 
 _WHY = {
     "page_gap": "pages of the log are missing or damaged",
@@ -34,7 +34,8 @@ def detect(ctx: Context) -> list[Finding]:
         reasons = sorted({_WHY.get(s.reason, s.reason) for s in inside})
         evidence |= {o for s in inside for o in s.evidence}
         missed += float(ctx.rec.prescribed_mcg.integral(a, b))
-        parts.append(f"from {fmt(a)} to {fmt(b)} ({hours(b - a)}) " + " and ".join(reasons))
+        parts.append(f"from {ctx.clock.time(a)} to {ctx.clock.time(b)} ({hours(b - a)}) "
+                     + " and ".join(reasons))
         listed.append({"start_s": int(a), "end_s": int(b),
                        "reasons": sorted({s.reason for s in inside})})
     bad = [p for p in ctx.log.problems if p.severity == "error" and p.kind in
@@ -52,7 +53,7 @@ def detect(ctx: Context) -> list[Finding]:
         start_unknown = True
     if start_unknown:
         parts.append(f"{len(bad) - lost_in_gaps} damaged page(s) could not be placed in time "
-                     f"(before {fmt(ctx.rec.window[0])}, where the stored history starts)")
+                     f"(before {ctx.clock.time(ctx.rec.window[0])}, where the stored history starts)")
         evidence |= {int(p.offset) for p in bad if p.offset is not None}
         listed.append({"start_s": None, "end_s": ctx.rec.window[0], "reasons": ["damaged_pages"]})
     if not parts:

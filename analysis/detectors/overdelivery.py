@@ -13,7 +13,7 @@ import numpy as np
 
 from ..context import Context
 from ..findings import Finding
-from ..timeutil import HOUR, fmt, hours
+from ..timeutil import HOUR, hours
 from ._util import centred_sum, contiguous, flagged_runs, offsets, pct
 
 
@@ -77,13 +77,13 @@ def _over(ctx: Context) -> list[Finding]:
             ratio = got.sum() / ref.sum() if ref.sum() > 0 else float("inf")
             if what == "rotor":
                 why = (f"The rotor turned more than the pump commanded ({ratio:.2f} times) from "
-                       f"{fmt(s)} to {fmt(e)} ({hours(e - s)})")
-                why += (f", during the {proc.kind.upper()} of {fmt(proc.start_s)}: heating near "
+                       f"{ctx.clock.time(s)} to {ctx.clock.time(e)} ({hours(e - s)})")
+                why += (f", during the {proc.kind.upper()} of {ctx.clock.time(proc.start_s)}: heating near "
                         "the pump (monopolar diathermy) can change delivery" if proc else "")
             else:
                 why = (f"The pump commanded more than the prescription ({ratio:.2f} times, beyond "
-                       f"the {100 * acc:.1f}% labeled accuracy) from {fmt(s)} to {fmt(e)} "
-                       f"({hours(e - s)})")
+                       f"the {100 * acc:.1f}% labeled accuracy) from {ctx.clock.time(s)} to "
+                       f"{ctx.clock.time(e)} ({hours(e - s)})")
             out.append(Finding(
                 "over_delivery", "critical" if share is not None and share >= min_share else "warning",
                 s, e,
@@ -127,7 +127,8 @@ def _shortfall(ctx: Context) -> list[Finding]:
         out.append(Finding(
             "rotor_shortfall", "warning", s, None if ongoing else e,
             f"Outside any stall, the rotor confirmed only {100 * ratio:.0f}% of the commanded "
-            f"volume from {fmt(s)} to {fmt(e)} ({hours(e - s)}); about {missed:.0f} mcg "
+            f"volume from {ctx.clock.time(s)} to {ctx.clock.time(e)} ({hours(e - s)}); "
+            f"about {missed:.0f} mcg "
             f"({pct(missed / dose if dose else None)} of a daily dose) was not delivered. "
             "A failing motor or gear can do this; check at the next refill.",
             ongoing=ongoing, evidence=offsets(rows, list(range(a, b + 1))), missed_mcg=missed,

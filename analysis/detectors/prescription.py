@@ -12,7 +12,7 @@ from ..context import Context
 from ..episodes import Program
 from ..findings import Finding
 from ..piecewise import Piecewise
-from ..timeutil import DAY, HOUR, fmt, hours
+from ..timeutil import DAY, HOUR, hours
 
 
 def detect(ctx: Context) -> list[Finding]:
@@ -62,8 +62,8 @@ def _titration(ctx: Context) -> list[Finding]:
                          if not j.max_ok else "")
                 out.append(Finding(
                     "restart_full_dose", "critical", p.start_s, end,
-                    f"On {fmt(p.start_s)} the pump was restarted at {new:g} mcg/day after being "
-                    f"stopped for {hours(p.start_s - stop_start)} (since {fmt(stop_start)}); "
+                    f"On {ctx.clock.time(p.start_s)} the pump was restarted at {new:g} mcg/day after being "
+                    f"stopped for {hours(p.start_s - stop_start)} (since {ctx.clock.time(stop_start)}); "
                     f"before the stop it gave {old:g} mcg/day. After a day or more without "
                     "baclofen, tolerance falls: restarting at the full dose risks overdose. "
                     "Restart lower and re-titrate." + above,
@@ -94,7 +94,7 @@ def _titration(ctx: Context) -> list[Finding]:
             ov = (" The programmer's titration check was overridden." if p.override else "")
             out.append(Finding(
                 "titration_violation", "critical" if j.unit_error else "warning", p.start_s, end,
-                f"Program change on {fmt(p.start_s)}: " + "; ".join(j.problems) + "." + ov,
+                f"Program change on {ctx.clock.time(p.start_s)}: " + "; ".join(j.problems) + "." + ov,
                 ongoing=end is None, evidence=p.offsets[:1], excess_mcg=excess, missed_mcg=missed,
                 daily_dose_mcg=(old if prev else new) or None,
                 direction=direction, details={"override": p.override, "new_dose_mcg": new,
@@ -115,7 +115,7 @@ def _cut(p: Program, prev: Program, end: int | None, ctx: Context) -> Finding:
                 "for it survives in the log)" if prev.source == "inferred" else "")
     return Finding(
         "dose_decrease", "warning", p.start_s, end,
-        f"On {fmt(p.start_s)} the daily dose was cut by {100 * (1 - new / old):.0f}% in one step "
+        f"On {ctx.clock.time(p.start_s)} the daily dose was cut by {100 * (1 - new / old):.0f}% in one step "
         f"({old:.0f} to {new:g} mcg/day){inferred}. A large decrease is a withdrawal risk: a "
         "reprogramming error, or weaning too fast (guideline 5.1.1.3 and 5.1.1.8). Confirm the "
         "new dose was intended; watch for withdrawal signs (5.1.2).",
@@ -171,7 +171,8 @@ def _concentration(ctx: Context) -> list[Finding]:
                 if assumed else "")
         out.append(Finding(
             "concentration_mismatch", "critical", a, None if ongoing else b,
-            f"From {fmt(a)}{' (still at interrogation)' if ongoing else ' to ' + fmt(b)} the pump "
+            f"From {ctx.clock.time(a)}"
+            f"{' (still at interrogation)' if ongoing else ' to ' + ctx.clock.time(b)} the pump "
             f"was programmed for {entered:g} mcg/mL but the reservoir held {drug:g} mcg/mL: it "
             f"delivered {factor:.2f} times the prescribed {dose:g} mcg/day"
             + (f", about {abs(delta):.0f} mcg {'too much' if delta > 0 else 'too little'}" if ml else "")
@@ -212,7 +213,7 @@ def _bridge(ctx: Context, refills: list, tol: float, mismatches: list[Finding]) 
         delta = dead * (old - new)
         out.append(Finding(
             "concentration_mismatch", "warning", rf.time_s, rf.time_s,
-            f"The refill on {fmt(rf.time_s)} changed the drug from {old:g} to {new:g} mcg/mL "
+            f"The refill on {ctx.clock.time(rf.time_s)} changed the drug from {old:g} to {new:g} mcg/mL "
             "with no bridge bolus: the pump and catheter still held the old drug, delivered at "
             f"the new program's rate (about {abs(delta):.0f} mcg "
             f"{'too much' if delta > 0 else 'too little'} over the next days).",

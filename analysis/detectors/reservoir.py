@@ -14,7 +14,7 @@ from itertools import pairwise
 from ..context import Context
 from ..findings import Finding
 from ..piecewise import merge_spans
-from ..timeutil import DAY, fmt
+from ..timeutil import DAY
 from ._util import contiguous, flagged_runs, offsets, pct
 from .device import _pump_clock_to_utc
 
@@ -63,10 +63,10 @@ def _refill_discrepancies(ctx: Context) -> list[Finding]:
             mcg = diff * conc
             out.append(Finding(
                 "refill_under_delivery", "warning", start, rf.time_s,
-                f"At the refill on {fmt(rf.time_s)} more drug was left than the pump expected: "
+                f"At the refill on {ctx.clock.time(rf.time_s)} more drug was left than the pump expected: "
                 f"{basis}. The pump delivered less than it thinks, about {mcg:.0f} mcg "
                 f"({pct(mcg / dose if dose else None)} of a daily dose) less since "
-                f"{fmt(start)}. Possible causes: rotor not turning as counted, catheter "
+                f"{ctx.clock.time(start)}. Possible causes: rotor not turning as counted, catheter "
                 "occlusion or kink (not visible in telemetry). Withdrawal risk; if it recurs, "
                 "investigate the pump and catheter.",
                 evidence=(rf.offset,), missed_mcg=mcg, daily_dose_mcg=dose or None,
@@ -76,10 +76,10 @@ def _refill_discrepancies(ctx: Context) -> list[Finding]:
             details["drug_missing"] = True
             out.append(Finding(
                 "refill_over_infusion", "critical", start, rf.time_s,
-                f"At the refill on {fmt(rf.time_s)} the reservoir was nearly empty: {basis}. "
+                f"At the refill on {ctx.clock.time(rf.time_s)} the reservoir was nearly empty: {basis}. "
                 f"{ratio:.0f} times the volume the pump counted is gone, far more than any pump "
                 "over-infusion: the drug most likely never reached the reservoir at the previous "
-                f"refill ({fmt(start)}): a pocket fill (overdose from the pocket in the first "
+                f"refill ({ctx.clock.time(start)}): a pocket fill (overdose from the pocket in the first "
                 "hours, then withdrawal), or it leaked. Up to "
                 f"{missed:.0f} mcg ({pct(missed / dose if dose else None)} of a daily dose) "
                 "may not have been delivered. Treat as withdrawal (guideline 5.1); examine the "
@@ -90,10 +90,10 @@ def _refill_discrepancies(ctx: Context) -> list[Finding]:
             mcg = -diff * conc
             dry = rf.measured_residual_ml <= empty_ml < rf.expected_residual_ml
             details["may_have_run_dry"] = dry
-            text = (f"At the refill on {fmt(rf.time_s)} less drug was left than the pump "
+            text = (f"At the refill on {ctx.clock.time(rf.time_s)} less drug was left than the pump "
                     f"expected: {basis}. The pump over-infused about {mcg:.0f} mcg "
                     f"({pct(mcg / dose if dose else None)} of a daily dose) more than "
-                    f"programmed since {fmt(start)}. Its low- and empty-reservoir alarms are "
+                    f"programmed since {ctx.clock.time(start)}. Its low- and empty-reservoir alarms are "
                     "computed from the programmed rate, so they come late or never.")
             if dry:
                 text += (" The measured residual is at or below the empty level: the reservoir "
@@ -149,10 +149,10 @@ def _empty(ctx: Context) -> list[Finding]:
         dose = ctx.rec.daily_dose_at(s)
         evid = tuple(sorted({o for k, v in ev.items() if s <= k <= (e if e != float('inf') else now)
                              for o in v}))
-        state = ("and is STILL EMPTY at interrogation" if ongoing else f"until {fmt(end)}")
+        state = ("and is STILL EMPTY at interrogation" if ongoing else f"until {ctx.clock.time(end)}")
         out.append(Finding(
             "empty_reservoir", "critical" if ongoing else "warning", int(s), end,
-            f"The reservoir was empty by the pump's estimate from {fmt(s)} {state}: no "
+            f"The reservoir was empty by the pump's estimate from {ctx.clock.time(s)} {state}: no "
             f"baclofen was delivered, about {missed:.0f} mcg "
             f"({pct(missed / dose if dose else None)} of a daily dose) missed. Refill urgently "
             "and treat as withdrawal risk (guideline 5.1).",
@@ -190,7 +190,7 @@ def _low_projection(ctx: Context) -> list[Finding]:
     if days >= horizon:
         return []
     now = ctx.now_s
-    when = "already" if days <= 0 else f"within {days:.1f} days (by {fmt(now + days * DAY)})"
+    when = "already" if days <= 0 else f"within {days:.1f} days (by {ctx.clock.time(now + days * DAY)})"
     empty_days = max(0.0, worst_now / (rate * (1 + acc)))
     return [Finding(
         "reservoir_low_before_refill", "warning", now, None,
@@ -212,15 +212,15 @@ def _overdue(ctx: Context) -> list[Finding]:
         if b.time_s - a.time_s > limit:
             out.append(Finding(
                 "refill_overdue", "warning", int(a.time_s + limit), b.time_s,
-                f"The refill on {fmt(b.time_s)} came {(b.time_s - a.time_s) / DAY:.0f} days "
-                f"after the previous one ({fmt(a.time_s)}): the drug is stable in the reservoir "
+                f"The refill on {ctx.clock.time(b.time_s)} came {(b.time_s - a.time_s) / DAY:.0f} days "
+                f"after the previous one ({ctx.clock.time(a.time_s)}): the drug is stable in the reservoir "
                 f"for {limit / DAY:.0f} days (guideline 4.1.6).",
                 evidence=(a.offset, b.offset), direction="withdrawal"))
     t_fill, _, ev = _last_refill(ctx)
     if t_fill is not None and now - t_fill > limit:
         out.append(Finding(
             "refill_overdue", "warning", int(t_fill + limit), None,
-            f"The last refill was on {fmt(t_fill)}, {(now - t_fill) / DAY:.0f} days before this "
+            f"The last refill was on {ctx.clock.time(t_fill)}, {(now - t_fill) / DAY:.0f} days before this "
             f"interrogation: more than the {limit / DAY:.0f} days the drug is stable in the "
             "reservoir (guideline 4.1.6). Refill now.",
             ongoing=True, evidence=ev, direction="withdrawal"))

@@ -19,7 +19,7 @@ from ..context import Context, Procedure
 from ..delivery_state import stall_like_runs
 from ..episodes import Mark
 from ..findings import Finding
-from ..timeutil import HOUR, fmt, hours
+from ..timeutil import HOUR, Clock, hours
 from ._util import contiguous, offsets, pct
 
 
@@ -164,7 +164,7 @@ def _finish(ctx: Context, eps: list[StallEpisode]) -> None:
                 ep.ongoing = True
                 ep.notes.append(
                     f"the status reports the motor running, but no delivery and no recovery is "
-                    f"recorded after {fmt(ep.last_stalled_row_end_s)}: the sources disagree and "
+                    f"recorded after {ctx.clock.time(ep.last_stalled_row_end_s)}: the sources disagree and "
                     "the more dangerous reading is taken")
             else:
                 ep.end_s = ep.last_stalled_row_end_s
@@ -175,7 +175,7 @@ def _finish(ctx: Context, eps: list[StallEpisode]) -> None:
                 ep.end_s = ep.recovery.time_s
             elif after is not None:
                 ep.end_s = after
-                ep.notes.append(f"no recovery is logged; the rows show delivery from {fmt(after)}")
+                ep.notes.append(f"no recovery is logged; the rows show delivery from {ctx.clock.time(after)}")
             elif ep is last:
                 ep.ongoing = True
                 if status.known and not status.motor_stalled:
@@ -241,7 +241,7 @@ def _from_status(ctx: Context) -> StallEpisode:
     ep.ongoing = True
     ep.notes.append(
         "the pump's status reports the motor STALLED now; the history does not show the stall "
-        + (f"(delivery last seen up to {fmt(start)})" if len(delivering) else
+        + (f"(delivery last seen up to {ctx.clock.time(start)})" if len(delivering) else
            "(no delivery is recorded at all)")
         + (": part of the history is missing or damaged" if ctx.rec.missing else ""))
     _missed(ctx, ep)
@@ -253,13 +253,13 @@ def _from_status(ctx: Context) -> StallEpisode:
     return ep
 
 
-def _explain(ep: StallEpisode, dose: float, now: int, mri_max_h: float) -> str:
+def _explain(ep: StallEpisode, dose: float, now: int, mri_max_h: float, clock: Clock) -> str:
     dur = (ep.end_s if ep.end_s is not None else now) - ep.start_s
-    cause = (f"during/after the {ep.procedure.kind.upper()} of {fmt(ep.procedure.start_s)}"
+    cause = (f"during/after the {ep.procedure.kind.upper()} of {clock.time(ep.procedure.start_s)}"
              if ep.procedure else "with no procedure to explain it (spontaneous)")
     state = ("and is STILL STALLED at interrogation: no drug is being delivered"
-             if ep.ongoing else f"until {fmt(ep.end_s)}")
-    text = (f"Motor stall from {fmt(ep.start_s)} {state} ({hours(dur)}), {cause}. "
+             if ep.ongoing else f"until {clock.time(ep.end_s)}")
+    text = (f"Motor stall from {clock.time(ep.start_s)} {state} ({hours(dur)}), {cause}. "
             f"About {ep.missed_mcg:.0f} mcg of baclofen was not delivered "
             f"({pct(ep.missed_mcg / dose if dose else None)} of the {dose:g} mcg daily dose).")
     if ep.procedure is not None and ep.procedure.kind == "mri":
@@ -306,14 +306,14 @@ def detect(ctx: Context) -> list[Finding]:
                    "logged": ep.record is not None}
         out.append(Finding(
             "motor_stall", "critical" if ep.ongoing else "warning", ep.start_s, ep.end_s,
-            _explain(ep, dose, now, r.number("stalls", "reported_mri_recovery_delay_h")),
+            _explain(ep, dose, now, r.number("stalls", "reported_mri_recovery_delay_h"), ctx.clock),
             ongoing=ep.ongoing, evidence=ev,
             missed_mcg=ep.missed_mcg if ep.missed_known else None, daily_dose_mcg=dose or None,
             direction="withdrawal", details=details))
         if ep.ongoing:
             out.append(Finding(
                 "stall_ongoing", "critical", ep.start_s, None,
-                f"The rotor has been stalled since {fmt(ep.start_s)} and was still stalled at "
+                f"The rotor has been stalled since {ctx.clock.time(ep.start_s)} and was still stalled at "
                 f"interrogation ({hours(now - ep.start_s)}): the pump is not delivering baclofen. "
                 "Withdrawal is likely unless the stall is resolved."
                 + (" Note: " + "; ".join(ep.notes) + "." if ep.notes else ""),
@@ -343,10 +343,10 @@ def _unlogged(ctx: Context, ep: StallEpisode, tol: float, ev: tuple[int, ...],
     late = rec is None or rec.time_s >= now - tol  # not logged before this interrogation
     if ep.rotor_end_s is not None and late and (rec is None or rec.time_s - ep.rotor_end_s > tol):
         when = ("was never logged" if rec is None
-                else f"was only logged at this interrogation ({fmt(rec.time_s)})")
+                else f"was only logged at this interrogation ({ctx.clock.time(rec.time_s)})")
         return [Finding(
             "stall_recovery_unlogged", "warning", ep.rotor_end_s, None if rec is None else rec.time_s,
-            f"The delivery rows show the rotor turning again from {fmt(ep.rotor_end_s)}, but "
+            f"The delivery rows show the rotor turning again from {ctx.clock.time(ep.rotor_end_s)}, but "
             f"the motor-stall recovery {when}. The pump's own alarm state may be stale; "
             "confirm the motor is running with the programmer and re-interrogate later.",
             ongoing=rec is None, evidence=ev, daily_dose_mcg=dose or None, direction="unknown",
@@ -358,7 +358,7 @@ def _unlogged(ctx: Context, ep: StallEpisode, tol: float, ev: tuple[int, ...],
                                - ctx.rows["rotor_mcg"].iloc[after], 0, None).sum())
         return [Finding(
             "stall_recovery_unlogged", "critical", rec.time_s, ep.end_s,
-            f"A motor-stall recovery was logged at {fmt(rec.time_s)}, but the delivery rows "
+            f"A motor-stall recovery was logged at {ctx.clock.time(rec.time_s)}, but the delivery rows "
             "show the rotor still not turning after it (as when the pump is left in telemetry "
             "mode while alarming). Delivery resumes only when the pump is interrogated.",
             ongoing=ep.ongoing, evidence=ev, missed_mcg=missed, daily_dose_mcg=dose or None,
@@ -388,8 +388,8 @@ def _intermittent(ctx: Context, eps: list[StallEpisode]) -> list[Finding]:
         out.append(Finding(
             "intermittent_stalls", "critical" if last.ongoing else "warning", c[0].start_s,
             last.end_s,
-            f"{len(c)} separate motor stalls between {fmt(c[0].start_s)} and "
-            f"{fmt(last.end_s if last.end_s is not None else last.start_s)} with no procedure to "
+            f"{len(c)} separate motor stalls between {ctx.clock.time(c[0].start_s)} and "
+            f"{ctx.clock.time(last.end_s if last.end_s is not None else last.start_s)} with no procedure to "
             "explain them: repeated stalls are a sign of motor failure (shaft wear, gear "
             "corrosion). Contact the manufacturer; pump replacement may be needed.",
             ongoing=last.ongoing, evidence=ev, missed_mcg=missed, daily_dose_mcg=dose or None,

@@ -3,14 +3,16 @@ two formats always carry the same content in the same order.
 
 Nothing here plots or imports matplotlib: plots are described as panels of numbers
 (:class:`DeliveryPanel`, :class:`ReservoirPanel`, :class:`EventPanel`, :class:`DosePanel`)
-that ``figures`` draws.  Times are Unix seconds (UTC); :class:`Clock` shows them in the
-user's zone with its label.  Strings from the log are kept as they are: each renderer
-escapes them for its format.
+that ``figures`` draws.  Times are Unix seconds (UTC); the analysis' :class:`Clock` (the
+check's or the assessment's ``clock``, the one that wrote their texts) shows them in the user's
+zone with its label, so every label names the zone the times are in.  Strings from the log are
+kept as they are: each renderer escapes them for its format.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ from ..assessment import Assessment
 from ..findings import Finding
 from ..planning import DoseStep, RefillPlan, dose_steps
 from ..risk import checklist
-from ..timeutil import DAY, HOUR, to_seconds
+from ..timeutil import DAY, HOUR, Clock, to_seconds
 
 # ---------------------------------------------------------------------------------------------
 # Blocks
@@ -201,45 +203,6 @@ class Report:
     disclaimer: str
     generated: str
     verdict: str | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Times
-
-
-class Clock:
-    """Unix seconds in the user's zone, always labelled."""
-
-    def __init__(self, zone: dt.tzinfo, at_s: int) -> None:
-        self.zone = zone
-        self.label = zone_label(zone, at_s)
-
-    def time(self, s: int | float | None) -> str:
-        """'YYYY-MM-DD HH:MM ZONE' (``unknown`` for None)."""
-        if s is None:
-            return "unknown"
-        t = dt.datetime.fromtimestamp(int(s), self.zone)
-        return t.strftime("%Y-%m-%d %H:%M ") + (t.tzname() or t.strftime("%z"))
-
-    def date(self, s: int | float | None) -> str:
-        """'Tue 2026-04-21' (``unknown`` for None)."""
-        if s is None:
-            return "unknown"
-        return dt.datetime.fromtimestamp(int(s), self.zone).strftime("%a %Y-%m-%d")
-
-
-def zone_label(zone: dt.tzinfo, at_s: int) -> str:
-    """'Australia/Sydney (AEST, UTC+10:00)', or 'UTC'."""
-    t = dt.datetime.fromtimestamp(int(at_s), zone)
-    off = t.strftime("%z") or "+0000"
-    offset = f"UTC{off[:3]}:{off[3:5]}"
-    abbr = t.tzname() or ""
-    key = getattr(zone, "key", None)
-    if offset == "UTC+00:00" and abbr in ("UTC", "", "Z") and key in (None, "UTC", "Etc/UTC", "localtime"):
-        return "UTC"
-    name = key if key and key != "localtime" else None
-    inner = ", ".join(x for x in (abbr if abbr and not abbr.startswith(("+", "-")) else "", offset) if x)
-    return f"{name} ({inner})" if name else inner
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,7 +539,7 @@ def _findings_table(a: Assessment, clock: Clock, now_s: int) -> Table:
             Column("Finding", 0.15),
             Column("When", 0.17),
             Column("Drug", 0.14),
-            Column("Explanation (times inside it are UTC, as logged)", 0.54),
+            Column(f"Explanation, times in {clock.label_at(now_s)}", 0.54),
         ],
         rows,
         empty="No findings: nothing in the log points to a delivery problem.",
@@ -686,25 +649,25 @@ def _problems(log: InterrogationLog) -> list[Any]:
     return [Heading("Damage found while reading the log"), Bullets(items, "small")]
 
 
-def _generated(zone: dt.tzinfo) -> str:
-    now = dt.datetime.now(zone)
-    return now.strftime("%Y-%m-%d %H:%M ") + (now.tzname() or "")
+def _generated(clock: Clock) -> str:
+    return clock.time(int(time.time()))
 
 
 # ---------------------------------------------------------------------------------------------
 # The check report
 
 
-def build_check(result: Any, log: InterrogationLog, zone: dt.tzinfo, rules: Any = None) -> Report:
+def build_check(result: Any, log: InterrogationLog, rules: Any = None) -> Report:
     """The content of the two-hour check report (with the rules the analysis used, unless
-    ``rules`` are given)."""
+    ``rules`` are given), its times shown with the check's clock (``result.clock``)."""
     from clinical.rules import get_rules
 
     a: Assessment = result.assessment
     r = get_rules(rules if rules is not None else a.rules)
     p = result.procedure
     now = int(result.interrogated_s)
-    clock = Clock(zone, now)
+    clock = result.clock
+    label = clock.label_at(now)
     name = "MRI" if p.kind == "mri" else "Surgery with diathermy"
     short = "MRI" if p.kind == "mri" else "diathermy"
     assumed = "  (start assumed)" if result.details.get("assumed_start") else ""
@@ -712,7 +675,7 @@ def build_check(result: Any, log: InterrogationLog, zone: dt.tzinfo, rules: Any 
         *_pump_lines(log, result.weight_kg),
         f"{name}: {clock.time(p.start_s)} to {clock.time(p.end_s)}{assumed}",
         f"Interrogated: {clock.time(now)} ({result.hours_after_end:.1f} h after the end of the {short})",
-        f"All times are in {clock.label} unless marked UTC.",
+        f"All times are in {label} unless marked UTC.",
     ]
     blocks: list[Any] = [Banner(result.verdict, VERDICT_HEADLINES[result.verdict])]
     blocks.append(Bullets(list(result.reasons) or ["nothing in the log needs action"], "strong"))
@@ -742,8 +705,8 @@ def build_check(result: Any, log: InterrogationLog, zone: dt.tzinfo, rules: Any 
             "cannot show whether it reached the spinal fluid.",
             (zoom0, zoom1),
             [dp, ep],
-            zone,
-            clock.label,
+            clock.zone,
+            label,
         )
     )
     m0 = max(first, now - 30 * DAY)
@@ -756,8 +719,8 @@ def build_check(result: Any, log: InterrogationLog, zone: dt.tzinfo, rules: Any 
             "low-reservoir alarm level.",
             (m0, now + 2 * DAY),
             [delivery_panel(a, procs, now, m0, bin_h=3), reservoir_panel(log, a, r, now, procs), ep],
-            zone,
-            clock.label,
+            clock.zone,
+            label,
         )
     )
     blocks.append(PageBreak())
@@ -811,7 +774,7 @@ def build_check(result: Any, log: InterrogationLog, zone: dt.tzinfo, rules: Any 
         running,
         blocks,
         a.disclaimer,
-        _generated(zone),
+        _generated(clock),
         result.verdict,
     )
 
@@ -901,20 +864,20 @@ def _dose_table(steps: list[DoseStep], clock: Clock) -> Table:
     )
 
 
-def build_interrogation(
-    log: InterrogationLog, zone: dt.tzinfo, a: Assessment, plan: RefillPlan, rules: Any = None
-) -> Report:
-    """The content of the general interrogation report."""
+def build_interrogation(log: InterrogationLog, a: Assessment, plan: RefillPlan, rules: Any = None) -> Report:
+    """The content of the general interrogation report, its times shown with the assessment's
+    clock (``a.clock``, the one that wrote its explanations)."""
     from clinical.rules import get_rules
 
     r = get_rules(rules)
     now = int(a.details.get("now_s") or log.header.interrogated_at.timestamp())
-    clock = Clock(zone, now)
+    clock = a.clock
+    label = clock.label_at(now)
     w0, w1 = a.details.get("window_s", (None, None))
     lines = [
         *_pump_lines(log, a.weight_kg),
         f"Interrogated: {clock.time(now)}   |   History in the log: {clock.time(w0)} to {clock.time(w1)}",
-        f"All times are in {clock.label} unless marked UTC.",
+        f"All times are in {label} unless marked UTC.",
     ]
     nxt = plan.next_refill
     if nxt is None:
@@ -977,8 +940,8 @@ def build_interrogation(
             + ". Bottom: the events.",
             (first, now + max(DAY, int(0.12 * (now - first)))),
             [_dose_panel(steps, a, now), res, event_panel(log, a, now, [])],
-            zone,
-            clock.label,
+            clock.zone,
+            label,
         )
     )
     m0 = max(first, now - 30 * DAY)
@@ -991,8 +954,8 @@ def build_interrogation(
             "it reached the spinal fluid.",
             (m0, now + 2 * DAY),
             [delivery_panel(a, [], now, m0, bin_h=3), event_panel(log, a, now, [])],
-            zone,
-            clock.label,
+            clock.zone,
+            label,
         )
     )
     blocks.append(PageBreak())
@@ -1010,7 +973,7 @@ def build_interrogation(
         running,
         blocks,
         a.disclaimer,
-        _generated(zone),
+        _generated(clock),
     )
 
 

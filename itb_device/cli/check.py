@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from itb_device.cli.errors import UserError
-from itb_device.cli.options import formatter, local_zone, parse_user_time
+from itb_device.cli.options import local_zone, parse_user_time
 
 EPILOG = """\
 exit status:
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
                             ".venv/bin/pip install -e .")
 
     from analysis.check import VERDICTS, check
+    from analysis.timeutil import Clock
     from clinical.rules import InputError, get_rules
     from parsers import read_log
 
@@ -89,21 +90,18 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     log = read_log(args.log)
-    fmt = formatter(zone)
-    result = check(
-        log, args.after, end, start, weight_kg=args.weight_kg, rules=rules, fmt_time=fmt, zone=zone
-    )
+    result = check(log, args.after, end, start, weight_kg=args.weight_kg, rules=rules, clock=Clock(zone))
     if args.json:
         doc = result.to_dict(zone)
         doc["source"] = source_of(args.log, log)
         print(json.dumps(doc, indent=1))
     else:
-        sys.stdout.write(render_text(result, log, fmt, colour=_colour_ok()))
+        sys.stdout.write(render_text(result, log, colour=_colour_ok()))
     if args.report is not None:
         try:
             from analysis.reports import write_check_report
 
-            write_check_report(result, log, args.report, zone)
+            write_check_report(result, log, args.report)
         except ImportError as exc:
             raise UserError(f"--report {args.report}: reports need matplotlib ({exc}); reinstall "
                             "itb-telemetry from the repository root with .venv/bin/pip install -e .") from exc
@@ -131,22 +129,23 @@ def _colour_ok() -> bool:
 _COLOURS = {"OK": "\033[1;32m", "REVIEW": "\033[1;33m", "URGENT": "\033[1;41;97m"}
 
 
-def render_text(result: Any, log: Any, fmt: Any, colour: bool = False) -> str:
-    """The check as plain text for a terminal (colour only for the verdict, when asked; control
-    characters from the log escaped)."""
+def render_text(result: Any, log: Any, *, colour: bool = False) -> str:
+    """The check as plain text for a terminal, times with the check's clock (``result.clock``);
+    colour only for the verdict, when asked; control characters from the log escaped."""
     from analysis.risk import checklist
     from parsers.text import printable
 
     a = result.assessment
     p = result.procedure
+    clock = result.clock
     verdict = result.verdict
     shown = f"{_COLOURS[verdict]} {verdict} \033[0m" if colour else verdict
     out = [
         f"ITB pump check after {'MRI' if p.kind == 'mri' else 'surgery with diathermy'}"
         f"  -  pump {log.header.serial or 'unknown'} ({log.header.model_ml} mL)",
-        f"Procedure: {fmt(p.start_s)} to {fmt(p.end_s)}"
+        f"Procedure: {clock.time(p.start_s)} to {clock.time(p.end_s)}"
         + ("  (start assumed)" if result.details.get("assumed_start") else ""),
-        f"Interrogated: {fmt(result.interrogated_s)} ({result.hours_after_end:.1f} h after the end)",
+        f"Interrogated: {clock.time(result.interrogated_s)} ({result.hours_after_end:.1f} h after the end)",
         "",
         f"VERDICT: {verdict}",
     ]
@@ -167,7 +166,7 @@ def render_text(result: Any, log: Any, fmt: Any, colour: bool = False) -> str:
                 for c in items]
     out += ["", "EVIDENCE FROM THE LOG"]
     if result.evidence:
-        out += [f"  {fmt(e.time_s)}  {e.text}  (byte {e.offset})" for e in result.evidence]
+        out += [f"  {clock.time(e.time_s)}  {e.text}  (byte {e.offset})" for e in result.evidence]
     else:
         out.append("  no logged events in the window")
     if a.findings:

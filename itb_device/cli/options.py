@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
 
 from itb_device.cli.errors import UserError
 from parsers.atomic import remove_stale_temp_files
@@ -55,17 +54,6 @@ def parse_user_time(text: str, zone: dt.tzinfo, option: str) -> dt.datetime:
             f"e.g. {early.isoformat(timespec='minutes')} or {late.isoformat(timespec='minutes')}"
         )
     return early
-
-
-def formatter(zone: dt.tzinfo) -> Any:
-    """Unix seconds -> 'YYYY-MM-DD HH:MM ZONE' in the user's zone."""
-    def fmt(seconds: int | None) -> str:
-        if seconds is None:
-            return "unknown"
-        t = dt.datetime.fromtimestamp(int(seconds), zone)
-        return t.strftime("%Y-%m-%d %H:%M ") + (t.tzname() or t.strftime("%z"))
-
-    return fmt
 
 
 def check_output_file(path: Path, option: str, suffixes: tuple[str, ...] = ()) -> None:

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     zone = local_zone(args.tz)
 
     from analysis import analyse
+    from analysis.timeutil import Clock
     from clinical.rules import InputError, get_rules
     from parsers import read_log
 
@@ -60,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
     log = read_log(args.log)
     for p in log.problems:
         print(f"itb report: {p.severity}: {printable(p)}", file=sys.stderr)
-    assessment = analyse(log, weight_kg=args.weight_kg, rules=rules)
+    assessment = analyse(log, weight_kg=args.weight_kg, rules=rules, clock=Clock(zone))
     try:
         from analysis.reports import write_interrogation_report
 
-        write_interrogation_report(log, args.output, zone, assessment=assessment, rules=rules)
+        write_interrogation_report(log, args.output, assessment=assessment, rules=rules)
     except ImportError as exc:
         raise UserError(f"-o {args.output}: reports need matplotlib ({exc}); reinstall itb-telemetry "
                         "from the repository root with .venv/bin/pip install -e .") from exc
