@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from .rules import Rules
 
@@ -144,10 +145,10 @@ def judge_step(
     ``before``: the word for the old dose in the sentences ("previous", "current").
     """
     own = max_daily_dose_mcg is not None
-    maximum = float(max_daily_dose_mcg) if own else limits.upper_limit_mcg_day
+    maximum = float(max_daily_dose_mcg) if max_daily_dose_mcg is not None else limits.upper_limit_mcg_day
     new = float(new_mcg_day)
-    base = {"old_mcg_day": old_mcg_day, "new_mcg_day": new, "in_hospital": bool(in_hospital),
-            "max_mcg_day": maximum}
+    base: dict[str, Any] = {"old_mcg_day": old_mcg_day, "new_mcg_day": new,
+                            "in_hospital": bool(in_hospital), "max_mcg_day": maximum}
     if new <= 0:
         return StepJudgement("stop", **base)
     max_ok = new <= maximum * (1 + _EPS)

@@ -6,9 +6,14 @@ script, ``python -m itb_device`` or ``python -m itb_device.cli``), not a program
 
 from __future__ import annotations
 
-import _signal
 import os
 import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see above)
+if TYPE_CHECKING:
+    import signal as _signal  # typeshed has no stub for _signal; signal re-exports its names
+else:
+    import _signal
 
 
 def quiet_interrupt(signum: int, frame: object) -> None:

@@ -1,12 +1,25 @@
-"""A prescription as a clinician programs it: mode, daily dose, concentration, flex steps."""
+"""A prescription as a clinician programs it: mode, daily dose, concentration, flex steps.
+
+The device layer's names for infusion modes and bolus kinds are derived here from the log's
+enums (:class:`parsers.records.Mode`, :class:`parsers.records.BolusKind`), which define the
+values on disk: a mode or kind is declared once, there.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from parsers.model import FlexStep
+from parsers.records import BolusKind, Mode, enum_name
 
-MODES = ("stopped", "simple_continuous", "flex", "minimum_rate")
+#: Infusion modes by their log names, in code order (``parsers.records.Mode``).
+MODES: tuple[str, ...] = tuple(enum_name(Mode, m) for m in Mode)
+#: Every bolus kind the pump gives and logs (``parsers.records.BolusKind``).
+PUMP_BOLUS_KINDS: tuple[str, ...] = tuple(enum_name(BolusKind, k) for k in BolusKind)
+#: The kinds a programmer asks for: all but a patient's bolus, which comes from the myPTM.
+BOLUS_KINDS: tuple[str, ...] = tuple(
+    enum_name(BolusKind, k) for k in BolusKind if k is not BolusKind.PATIENT
+)
 DAY_MIN = 24 * 60
 
 

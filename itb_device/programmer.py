@@ -32,11 +32,12 @@ from .errors import (
     ReadOnlyPump,
     TransientLinkError,
 )
+from .prescription import BOLUS_KINDS as BOLUS_KINDS  # re-exported: the kinds bolus() gives
 from .prescription import Prescription
+from .retry import RetryPolicy
 
 log = logging.getLogger("itb_device")
 T = TypeVar("T")
-BOLUS_KINDS = ("clinician", "priming", "bridge")
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,41 @@ class RefillResult:
 
 
 class PumpProgrammer(ABC):
-    """A connection to one pump through a programmer.  Use as a context manager."""
+    """A connection to one pump through a programmer.  Use as a context manager.
+
+    ``timeout`` is how long the backend waits for the pump's answer to one request, in
+    seconds: a link backend waits that long (:class:`~itb_device.serial_backend.SerialProgrammer`
+    sets it from its ``link_timeout``); an in-process pump (``sim://``) or a saved log
+    (``file://``) answers at once and only reports it.  ``retries`` is how many times a public
+    method calls its backend hook again after a :class:`TransientLinkError` (its
+    :class:`~itb_device.retry.RetryPolicy` is ``retry``; see :meth:`_call`)."""
 
     read_only = False
+    #: The key and request of a bolus whose outcome is unknown (see :meth:`bolus`), else None.
+    _unknown_bolus: tuple[int, tuple[str, int, int]] | None = None
 
     def __init__(
         self, *, timeout: float = 5.0, retries: int = 2, rules: Rules | Mapping[str, Any] | None = None
     ) -> None:
         self.timeout = timeout
-        self.retries = retries
+        self.retry = RetryPolicy.from_retries(retries)
         self.rules = get_rules(rules)
         self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> PumpProgrammer:
+        """Open a session on the pump ``url`` names (each backend defines it; the registry of
+        :mod:`itb_device.backends` calls it)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be opened from a URL")
+
+    @property
+    def retries(self) -> int:
+        """Calls of a backend hook after the first, when the first failed transiently."""
+        return self.retry.retries
+
+    @retries.setter
+    def retries(self, value: int) -> None:
+        self.retry = RetryPolicy.from_retries(value, self.retry.backoff_s)
 
     # ----- public policy ------------------------------------------------------------------
     def interrogate(self) -> Status:
@@ -208,7 +233,7 @@ class PumpProgrammer(ABC):
         if problem is not None:
             raise ProgrammerRefused(problem)
         request = (kind, round(dose * 1000), duration_s)
-        pending: tuple[int, tuple] | None = self.__dict__.get("_unknown_bolus")
+        pending = self._unknown_bolus
         if key is not None:
             key = safety.integer(key, "bolus key", low=1)
         elif pending is not None and pending[1] == request:
@@ -272,15 +297,25 @@ class PumpProgrammer(ABC):
             )
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()`` (a backend hook) under :attr:`retry`: called again only after a
+        :class:`TransientLinkError`, which a backend raises only when nothing was carried out or
+        carrying it out again is harmless (a dropped log snapshot; a bolus, whose idempotency key
+        the pump gives at most once).  Any other error, a write that got no answer included (a
+        plain :class:`LinkError` after the link's own same-frame retries), propagates at once:
+        a write is never sent again from here.  When every attempt failed transiently: one
+        :class:`LinkError` saying how many."""
         if self._closed:
             raise LinkError("the session is closed")
-        for attempt in range(self.retries + 1):
-            try:
-                return fn()
-            except TransientLinkError as exc:
-                log.warning("%s: attempt %d of %d failed: %s", what, attempt + 1, self.retries + 1, exc)
-                last = exc
-        raise LinkError(f"{what} failed after {self.retries + 1} attempts: {last}")
+        policy = self.retry
+
+        def failed(attempt: int, exc: BaseException) -> None:
+            log.warning("%s: attempt %d of %d failed: %s", what, attempt, policy.attempts, exc)
+
+        try:
+            return policy.call(fn, retry_on=TransientLinkError, on_failure=failed)
+        except TransientLinkError as exc:
+            last = exc
+        raise LinkError(f"{what} failed after {policy.attempts} attempts: {last}")
 
     # ----- the narrow hooks a backend implements ------------------------------------------
     @abstractmethod

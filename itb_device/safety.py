@@ -32,7 +32,7 @@ from parsers.model import LogImage
 from parsers.records import MILLI_PER_UNIT, NG_PER_MCG, NL_PER_ML, OverrideReason, RecordCode
 
 from .errors import DeviceError, InvalidValue, LinkError, ProgrammerRefused
-from .prescription import MODES, FlexDose, Prescription
+from .prescription import BOLUS_KINDS, MODES, FlexDose, Prescription
 
 U16_MAX = 0xFFFF
 U32_MAX = 0xFFFF_FFFF
@@ -43,7 +43,6 @@ MAX_PUMP_CLOCK = 3_155_760_000
 MAX_DOSE_MCG = U32_MAX / NG_PER_MCG  # doses and daily doses travel and are logged as u32 ng
 MAX_CONCENTRATION = U32_MAX / MILLI_PER_UNIT  # u32, 0.001 mcg/mL
 MAX_VOLUME_ML = U32_MAX / NL_PER_ML  # u32 nL
-BOLUS_KINDS = ("clinician", "priming", "bridge")
 OVERRIDE_REASONS = tuple(m.name.lower() for m in OverrideReason if m is not OverrideReason.NONE)
 _EPS = 1e-9
 

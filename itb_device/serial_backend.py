@@ -20,6 +20,7 @@ from parsers.model import datetime_to_clock
 from .errors import BolusOutcomeUnknown, LinkError, PumpRefused, TransientLinkError
 from .prescription import Prescription
 from .programmer import PumpProgrammer, RefillResult, log
+from .retry import RetryPolicy
 from .wire.capture import CapturePort
 from .wire.link import Link, StaleSnapshot
 from .wire.messages import (
@@ -41,6 +42,15 @@ from .wire.messages import (
 
 BLOCK_MIN, BLOCK_START, BLOCK_MAX = 32, 1024, 4096
 MAX_BLOCK_FAILURES = 64  # consecutive failed block reads before the interrogation gives up
+#: A READ_BLOCK request is sent once: a lost block is asked for again, smaller, with a new
+#: sequence number (BLOCK_RETRY) rather than re-sent by the link.
+READ_BLOCK_RETRY = RetryPolicy(1)
+#: Blocks asked for in a row without an answer before the read ends (MAX_BLOCK_FAILURES + 1).
+BLOCK_RETRY = RetryPolicy(MAX_BLOCK_FAILURES + 1)
+#: The log snapshot: taken again when the pump dropped the one being read, 3 times at most.
+SNAPSHOT_RETRY = RetryPolicy(3)
+#: SESSION_END: 3 attempts; a session that cannot be ended cleanly is closed anyway.
+SESSION_END_RETRY = RetryPolicy(3)
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,11 @@ class ReadProgress:
 
 
 class SerialProgrammer(PumpProgrammer):
-    """Talks to a pump through a telemetry head on a serial port (real or simulated)."""
+    """Talks to a pump through a telemetry head on a serial port (real or simulated).
+
+    ``link_timeout`` (seconds) is the programmer's ``timeout``: the wait for each answer
+    (``Link.timeout``); ``link_retries`` the times the link re-sends a request's identical
+    frame (``Link.retries``).  The retries of each layer: :mod:`itb_device.retry`."""
 
     def __init__(
         self,
@@ -75,9 +89,11 @@ class SerialProgrammer(PumpProgrammer):
         progress: Callable[[ReadProgress], None] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        if "timeout" in kwargs:
+            raise TypeError("SerialProgrammer takes the wait for each answer as link_timeout=, not timeout=")
+        super().__init__(timeout=link_timeout, **kwargs)
         self.progress = progress  # called after each block of the log read (itb interrogate shows it)
-        self.link = Link(port, timeout=link_timeout, retries=link_retries)
+        self.link = Link(port, timeout=self.timeout, retries=link_retries)
         self.pump_clock, self.model_ml = SESSION.unpack(
             self.link.request(Op.SESSION_START, U32.pack(_utc_now()))
         )
@@ -104,42 +120,53 @@ class SerialProgrammer(PumpProgrammer):
         return self._call("read log", self._read_log_bytes)
 
     def _read_log_bytes(self) -> bytes:
-        for _ in range(3):
+        """A new snapshot, read whole; taken again (:data:`SNAPSHOT_RETRY`) when the pump dropped
+        it before it was read (another reader took several).  Only reads: safe to repeat."""
+
+        def read() -> bytes:
             snap, total, page = SNAPSHOT.unpack(self.link.request(Op.SNAPSHOT))
-            try:
-                return self._read_snapshot(snap, 0, total, page)
-            except StaleSnapshot:
-                continue  # the pump dropped our snapshot (another reader took several): again
+            return self._read_snapshot(snap, 0, total, page)
+
+        try:
+            return SNAPSHOT_RETRY.call(read, retry_on=StaleSnapshot)
+        except StaleSnapshot:
+            pass
         raise LinkError("the pump kept dropping the log snapshot before it could be read")
 
     def _read_snapshot(self, snap: int, start: int, end: int, page_size: int | None = None) -> bytes:
         """Bytes [start, end) of a frozen log image, in blocks that shrink on errors and
         grow again on success (so a noisy link still gets through, slowly).  With
-        ``page_size`` (a whole log), ``self.progress`` hears after each block."""
+        ``page_size`` (a whole log), ``self.progress`` hears after each block.
+
+        The link sends each READ_BLOCK once (:data:`READ_BLOCK_RETRY`): a failed block is asked
+        for again, half the size, with a new sequence number, until :data:`BLOCK_RETRY` blocks in
+        a row failed.  A :class:`StaleSnapshot` is not retried here: the caller takes a new one."""
         out = bytearray()
         total = end - start
         block, good, failures = BLOCK_START, 0, 0
         report = self.progress if page_size else None
+        page = page_size or 0
         if report is not None:
-            report(ReadProgress(0, total, page_size, self.link.failures))
+            report(ReadProgress(0, total, page, self.link.failures))
         while len(out) < total:
             want = min(block, total - len(out))
             try:
                 chunk = self.link.request(
-                    Op.READ_BLOCK, READ_BLOCK.pack(snap, start + len(out), want), attempts=1
+                    Op.READ_BLOCK, READ_BLOCK.pack(snap, start + len(out), want), retry=READ_BLOCK_RETRY
                 )
             except StaleSnapshot:
                 raise
             except TransientLinkError:
                 failures += 1
                 if report is not None:
-                    report(ReadProgress(len(out), total, page_size, self.link.failures))
-                if failures > MAX_BLOCK_FAILURES:
+                    report(ReadProgress(len(out), total, page, self.link.failures))
+                if BLOCK_RETRY.exhausted(failures):
                     raise LinkError(
                         f"timeout: reading the log stopped at byte {start + len(out)} of {end} after "
                         f"{failures} failed blocks; check the telemetry head and the link"
                     ) from None
                 block, good = max(BLOCK_MIN, block // 2), 0
+                BLOCK_RETRY.pause()
                 continue
             if len(chunk) != want:
                 raise LinkError(
@@ -147,7 +174,7 @@ class SerialProgrammer(PumpProgrammer):
                 )
             out += chunk
             if report is not None:
-                report(ReadProgress(len(out), total, page_size, self.link.failures))
+                report(ReadProgress(len(out), total, page, self.link.failures))
             failures = 0
             good += 1
             if good >= 4:
@@ -165,6 +192,8 @@ class SerialProgrammer(PumpProgrammer):
         return status
 
     def _program(self, rx: Prescription, override: bool, **opts: Any) -> None:
+        """PROGRAM: a write, re-sent only by the link as the identical frame (the pump's cache
+        answers a repeat); after no answer it is a :class:`LinkError`, never sent again."""
         note = None
         if override and "override_reason" in opts:
             note = (opts["override_reason"], opts["operator_id"])
@@ -173,6 +202,7 @@ class SerialProgrammer(PumpProgrammer):
         )
 
     def _refill(self, volume_ml: float, concentration_mcg_ml: float, **opts: Any) -> RefillResult:
+        """REFILL: a write, re-sent only by the link as the identical frame (as :meth:`_program`)."""
         reply = self.link.request(
             Op.REFILL, REFILL_REQ.pack(nl(volume_ml), round(concentration_mcg_ml * 1000), 0)
         )
@@ -180,6 +210,9 @@ class SerialProgrammer(PumpProgrammer):
         return RefillResult(ml(expected), ml(measured), volume_ml, concentration_mcg_ml)
 
     def _bolus(self, kind: str, dose_mcg: float, duration_s: int, key: int) -> int:
+        """BOLUS with its idempotency key: re-sent only by the link as the identical frame.
+        After no answer it is never sent again: the pump is asked what became of the key
+        (BOLUS_QUERY, which never gives a bolus), and only then is anything reported."""
         payload = BOLUS_KEYED_REQ.pack(BOLUS_KINDS[kind], round(dose_mcg * 1000), duration_s, key)
         try:
             reply = self.link.request(Op.BOLUS, payload)
@@ -207,11 +240,12 @@ class SerialProgrammer(PumpProgrammer):
         return state, bolus_id
 
     def _set_clock(self, clock: int | None) -> None:
+        """SET_CLOCK: a write, re-sent only by the link as the identical frame (as :meth:`_program`)."""
         self.link.request(Op.SET_CLOCK, U32.pack(_utc_now() if clock is None else clock))
 
     def _close(self) -> None:
         try:
-            self.link.request(Op.SESSION_END, attempts=3)
+            self.link.request(Op.SESSION_END, retry=SESSION_END_RETRY)
         except (LinkError, TransientLinkError):
             pass
         finally:

@@ -87,16 +87,16 @@ def check_rules(
                     delivery=False,
                 )
             )
-        bad = _refills_outside(dec, gap_starts, from_first_page)
-        if bad:
+        outside = _refills_outside(dec, gap_starts, from_first_page)
+        if outside:
             problems.append(
                 _warn(
                     "refill_outside_session",
-                    f"{len(bad)} refill record(s), the first at this offset, lie outside a "
+                    f"{len(outside)} refill record(s), the first at this offset, lie outside a "
                     "telemetry session (after its telemetry_end, before the next "
                     "telemetry_start): a pump refills only in a session (docs/log-format.md 12.8)",
                     dec,
-                    bad[0],
+                    outside[0],
                     delivery=False,
                 )
             )

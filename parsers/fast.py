@@ -29,12 +29,17 @@ from .pages import PageOrder, PageScan
 from .records import BY_CODE, DELIVERY_CODE, PAYLOAD_SIZE, RECORD_SIZE, RecordType
 from .timebase import BACKWARD_TOLERANCE_S
 
+# One chunk's event records: storage index, records, file offset and page sequence of each.
+_EventPart = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 RECORD_DTYPE = np.dtype([("clock", "<u4"), ("code", "<u2"), ("aux", "<u2"), ("payload", f"V{PAYLOAD_SIZE}")])
 
 
 def payload_dtype(t: RecordType) -> np.dtype:
     """A 24-byte structured dtype for one record type's payload."""
-    names, formats, offsets, pos = [], [], [], 0
+    names: list[str] = []
+    formats: list[np.dtype] = []
+    offsets: list[int] = []
+    pos = 0
     for f in t.fields:
         names.append(f.name)
         formats.append(f.dtype)
@@ -43,13 +48,20 @@ def payload_dtype(t: RecordType) -> np.dtype:
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": PAYLOAD_SIZE})
 
 
+def _struct_fields(dt: np.dtype) -> list[tuple[str, np.dtype, int]]:
+    """``(name, dtype, offset)`` of each field of a structured dtype, in order."""
+    if dt.names is None or dt.fields is None:
+        raise TypeError(f"{dt} is not a structured dtype")
+    return [(n, dt.fields[n][0], dt.fields[n][1]) for n in dt.names]
+
+
 PAYLOAD_DTYPES = {code: payload_dtype(t) for code, t in BY_CODE.items()}
-_DP = PAYLOAD_DTYPES[DELIVERY_CODE]
+_DP = _struct_fields(PAYLOAD_DTYPES[DELIVERY_CODE])
 DELIVERY_RECORD_DTYPE = np.dtype(
     {
-        "names": ["clock", "code", "aux", *_DP.names],
-        "formats": ["<u4", "<u2", "<u2", *[_DP.fields[n][0] for n in _DP.names]],
-        "offsets": [0, 4, 6, *[8 + _DP.fields[n][1] for n in _DP.names]],
+        "names": ["clock", "code", "aux", *[n for n, _, _ in _DP]],
+        "formats": ["<u4", "<u2", "<u2", *[t for _, t, _ in _DP]],
+        "offsets": [0, 4, 6, *[8 + off for _, _, off in _DP]],
         "itemsize": RECORD_SIZE,
     }
 )
@@ -145,7 +157,7 @@ def decode_records(
         doffset = np.empty(nd, dtype=np.int64)
         dseq = np.empty(nd, dtype=np.uint32)
 
-        def decode_chunk(ci: int) -> tuple[np.ndarray, ...] | None:
+        def decode_chunk(ci: int) -> tuple[_EventPart | None, tuple[np.ndarray, np.ndarray]]:
             c0 = chunk_starts[ci]
             ic, cc = idx[c0 : c0 + CHUNK_PAGES], counts[c0 : c0 + CHUNK_PAGES]
             p, q = int(page_first[c0]), int(q_first[ci])
@@ -288,6 +300,6 @@ def _event_fields(ev: np.ndarray) -> tuple[dict[str, np.ndarray], dict[int, byte
                 unknown[r] = payloads[r].tobytes()
             continue
         vals = payloads[rows].view(dt)
-        for name in dt.names:
+        for name, _, _ in _struct_fields(dt):
             events[name][rows] = vals[name]
     return events, unknown

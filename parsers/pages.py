@@ -281,18 +281,18 @@ def order_pages(
         detail = "an identical copy" if same else "a different page with the same number"
         places = (int(scan.offset[kept]), int(scan.offset[dropped]))
         lost = next((w for w in found.values() if w.offset in places), None)
-        at = int(scan.offset[dropped]) if lost is None else lost.offset
+        where = int(scan.offset[dropped]) if lost is None else lost.offset
         msg = (
             f"page seq {s} appears twice (bytes {int(scan.offset[kept])} and {int(scan.offset[dropped])}): "
             f"{detail}; the first is kept"
         )
         if lost is not None:
-            msg += f"; the copy at byte {at} stands where page seq {lost.seq} belonged: that page is lost"
+            msg += f"; the copy at byte {where} stands where page seq {lost.seq} belonged: that page is lost"
         problems.append(
             Problem(
                 "duplicate_page",
                 msg,
-                at,
+                where,
                 s if lost is None else lost.seq,
                 "warning" if same and lost is None else "error",
                 last_seq=None if lost is None else lost.seq,

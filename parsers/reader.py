@@ -21,7 +21,7 @@ from .errors import LogFormatError
 from .header import decode_header, decode_status
 from .layout import blank_erased, find_layout
 from .model import Header, LogImage, Page, Problem, Record, Status
-from .pages import Around, Gap, RingRange, order_pages
+from .pages import Around, Gap, PageScan, RingRange, order_pages
 from .records import BY_CODE, DELIVERY_CODE, RECORD_SIZE, RecordCode
 from .tables import ITB_EPOCH_UNIX_S, MAX_UTC_S, build_delivery, build_events, utc_times
 from .timebase import ClockMarks, Timebase, correct_clocks
@@ -517,7 +517,8 @@ _CLOCK_CODES = [
 ]
 
 
-def _pages_table(scan, accepted, counts, page_first, utc_at) -> pd.DataFrame:  # noqa: ANN001
+def _pages_table(scan: PageScan, accepted: np.ndarray, counts: np.ndarray, page_first: np.ndarray,
+                 utc_at: Callable[[np.ndarray], np.ndarray]) -> pd.DataFrame:
     has = counts > 0
     n = int(counts.sum())
     if n:
@@ -537,7 +538,8 @@ def _pages_table(scan, accepted, counts, page_first, utc_at) -> pd.DataFrame:  #
     )
 
 
-def _gaps_table(gaps, scan, accepted, counts, page_first, utc_at) -> pd.DataFrame:  # noqa: ANN001
+def _gaps_table(gaps: list[Gap], scan: PageScan, accepted: np.ndarray, counts: np.ndarray,
+                page_first: np.ndarray, utc_at: Callable[[np.ndarray], np.ndarray]) -> pd.DataFrame:
     """One row per run of missing sequence numbers, with the span of time it leaves blank
     (NaT where no record bounds it: before the oldest page, after the newest)."""
     n = len(counts)

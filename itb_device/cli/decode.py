@@ -6,10 +6,15 @@ import argparse
 import io
 import json
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from itb_device.cli.errors import UserError
+
+if TYPE_CHECKING:
+    from parsers import InterrogationLog
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -113,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     return _emit(text.encode(), args.output, atomic_write_bytes)
 
 
-def _emit(data: bytes, output: Path | None, atomic_write_bytes) -> int:  # noqa: ANN001
+def _emit(data: bytes, output: Path | None,
+          atomic_write_bytes: Callable[[Path, Iterable[bytes]], None]) -> int:
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -122,7 +128,7 @@ def _emit(data: bytes, output: Path | None, atomic_write_bytes) -> int:  # noqa:
     return 0
 
 
-def _status_dict(log) -> dict:  # noqa: ANN001
+def _status_dict(log: InterrogationLog) -> dict:
     h, s = log.header, log.status
     return {
         "file": str(log.path),
@@ -147,14 +153,14 @@ def _status_dict(log) -> dict:  # noqa: ANN001
     }
 
 
-def _span(log) -> list[str] | None:  # noqa: ANN001
+def _span(log: InterrogationLog) -> list[str] | None:
     times = [t for t in (log.delivery["time_utc"], log.events["time_utc"]) if len(t)]
     if not times:
         return None
     return [min(t.min() for t in times).isoformat(), max(t.max() for t in times).isoformat()]
 
 
-def _summary_text(log, d: dict) -> str:  # noqa: ANN001
+def _summary_text(log: InterrogationLog, d: dict) -> str:
     h, s = log.header, log.status
     span = d["history_utc"]
     lines = [

@@ -149,7 +149,7 @@ def _check_folder(out: Path, wanted: dict, force: bool) -> None:
     same = there and {k: v for k, v in there.items() if k != "pumps"} == {
         k: v for k, v in wanted.items() if k != "pumps"
     }
-    if same and isinstance(there.get("pumps"), int) and there["pumps"] <= wanted["pumps"]:
+    if same and there and isinstance(there.get("pumps"), int) and there["pumps"] <= wanted["pumps"]:
         return  # the same cohort, grown: its first pumps are the logs already there
     raise UserError(
         f"-o {out}: the folder already holds {what}; pass --force to replace them or pick another folder"

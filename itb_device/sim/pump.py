@@ -27,7 +27,7 @@ from parsers.records import RecordCode
 
 from .. import safety
 from ..errors import PumpRefused
-from ..prescription import DAY_MIN, MODES, Prescription
+from ..prescription import DAY_MIN, MODES, PUMP_BOLUS_KINDS, Prescription
 from .logmemory import LogMemory
 
 DAY_S = 86_400
@@ -87,8 +87,9 @@ class Truth:
     events: list[dict[str, Any]] = field(default_factory=list)
     pocket_mcg: float = 0.0  # drug injected into the pump pocket (systemic)
 
-    def add_event(self, kind: str, start: int, end: int | None = None, **info: Any) -> dict:
-        """Record a true event (times in ITB-epoch UTC seconds)."""
+    def add_event(self, kind: str, start: int | None, end: int | None = None, **info: Any) -> dict:
+        """Record a true event (times in ITB-epoch UTC seconds; a start of None: not known, as
+        for intermittent stalls without any stall or failure time)."""
         ev = {"kind": kind, "start": start, "end": end, **info}
         self.events.append(ev)
         return ev
@@ -545,7 +546,7 @@ class SimulatedPump:
                         given["dose"], dose_mcg, rel_tol=1e-9, abs_tol=1e-9):
                     raise PumpRefused(f"bolus key {key:#010x} was used for another bolus")
                 return int(given["id"])
-        if kind not in ("clinician", "priming", "bridge", "patient"):
+        if kind not in PUMP_BOLUS_KINDS:
             raise PumpRefused(f"unknown bolus kind {kind!r}")
         dose_mcg = safety.number(dose_mcg, "bolus dose_mcg", error=PumpRefused, high=safety.MAX_DOSE_MCG,
                                  unit=" mcg")

@@ -24,6 +24,7 @@ from ..errors import DeviceError
 from ..prescription import FlexDose, Prescription
 from . import exposures
 from .pump import PtmSettings, PumpConfig, SimulatedPump
+from .session import SimSession
 
 _REL = re.compile(r"^\+\s*((?:\d+(?:\.\d+)?\s*(?:d|h|min|s)\s*)+)$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|min|s)")
@@ -225,13 +226,11 @@ def _entry(item: dict[str, Any]) -> Iterator[None]:
         yield
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if not isinstance(exc, ScenarioError) and not hasattr(exc, "_itb_where"):
-            exc._itb_where = item["_where"]  # type: ignore[attr-defined]
+            exc._itb_where = item["_where"]  # type: ignore[union-attr]  # a tag run_scenario reads back
         raise
 
 
 def _run_scenario(sc: Scenario, seed: int | None, final_session: bool) -> ScenarioResult:
-    from ..sim_backend import SimProgrammer
-
     seed = sc.seed if seed is None else seed
     drug = sc.data.get("drug", {})
     conc = float(drug.get("concentration_mcg_ml", 2000.0))
@@ -269,7 +268,7 @@ def _run_scenario(sc: Scenario, seed: int | None, final_session: bool) -> Scenar
                 pump.ptm_request()
                 continue
             steps = item.get("steps", []) if item["action"] == "visit" else [item]
-            prog = SimProgrammer(pump, rules=pump.rules)
+            prog = SimSession(pump, rules=pump.rules)
             try:
                 if item.get(
                     "set_clock",
@@ -305,7 +304,7 @@ def _override_note(step: dict[str, Any]) -> dict[str, Any]:
 
 
 def _programmer_step(
-    prog: Any,
+    prog: SimSession,
     pump: SimulatedPump,
     step: dict[str, Any],
     conc: float,
@@ -319,13 +318,13 @@ def _programmer_step(
             override = bool(step.get("override", False))
             in_hospital = bool(step.get("in_hospital", False))
             max_dose = step.get("max_daily_dose_mcg")
-            limits = {"in_hospital": in_hospital,
-                      "max_daily_dose_mcg": None if max_dose is None else float(max_dose)}
-            problems = prog.check_prescription(rx, **limits)
+            max_daily = None if max_dose is None else float(max_dose)
+            problems = prog.check_prescription(rx, in_hospital=in_hospital, max_daily_dose_mcg=max_daily)
             prog.program(
                 rx,
                 override=override,
-                **limits,
+                in_hospital=in_hospital,
+                max_daily_dose_mcg=max_daily,
                 **_override_note(step),
                 intended_daily_dose_mcg=step.get("intended_daily_dose_mcg"),
             )
@@ -402,7 +401,7 @@ def _schedule_exposure(pump: SimulatedPump, item: dict[str, Any], procedures: li
         elif a == "clock_reset":
             exposures.clock_reset(pump, t, item.get("reason", "watchdog"))
         elif a == "halt":
-            dur = item.get("duration_min")
-            exposures.halt(pump, t, None if dur is None else int(float(dur) * 60))
+            halt_min = item.get("duration_min")
+            exposures.halt(pump, t, None if halt_min is None else int(float(halt_min) * 60))
     except (KeyError, ValueError, TypeError) as exc:
         raise ScenarioError(f"{w}: {a}: {exc}") from exc

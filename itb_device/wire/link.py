@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from ..errors import LinkError, PumpRefused, ReadOnlyPump, TransientLinkError
+from ..retry import RetryPolicy
 from .frames import MAX_PAYLOAD, FrameDecoder, encode_frame
 from .messages import RESPONSE, ErrorCode, Op
 
@@ -29,14 +30,15 @@ MAX_BYTES_PER_ATTEMPT = 4 * 2 * (MAX_PAYLOAD + 16)  # a link that keeps tricklin
 class Link:
     """Request/response over an open pyserial-like port (``read``, ``write``, ``in_waiting``,
     ``timeout``).  ``timeout`` is the wait for a response before a retry; ``retries`` is how
-    many times a request is re-sent before :class:`LinkError`."""
+    many times a request is re-sent before :class:`LinkError` (the policy is ``retry``, a
+    :class:`~itb_device.retry.RetryPolicy` without a pause: the timeout paces the retries)."""
 
     def __init__(
         self, port: Any, *, timeout: float = 0.25, retries: int = 8, bad_frame_wait: float = 0.02
     ) -> None:
         self.port = port
         self.timeout = timeout
-        self.retries = retries
+        self.retry = RetryPolicy.from_retries(retries)
         self.bad_frame_wait = bad_frame_wait
         self.decoder = FrameDecoder()
         first = getattr(port, "first_seq", None)  # a replay continues the captured numbering
@@ -44,25 +46,36 @@ class Link:
         self.sent = self.received = 0  # bytes on the wire
         self.attempts = self.failures = 0
 
+    @property
+    def retries(self) -> int:
+        """Times a request is re-sent after the first attempt."""
+        return self.retry.retries
+
+    @retries.setter
+    def retries(self, value: int) -> None:
+        self.retry = RetryPolicy.from_retries(value, self.retry.backoff_s)
+
     def next_seq(self) -> int:
         """A new sequence number (16 bits, wrapping)."""
         self._seq = (self._seq + 1) & 0xFFFF
         return self._seq
 
     def request(
-        self, op: Op, payload: bytes = b"", *, seq: int | None = None, attempts: int | None = None
+        self, op: Op, payload: bytes = b"", *, seq: int | None = None, retry: RetryPolicy | None = None
     ) -> bytes:
-        """Send ``op`` and return the response payload; retries with the same sequence number.
+        """Send ``op`` and return the response payload; retries re-send the identical frame
+        (the same sequence number), so the pump answers a repeat from its cache and never acts
+        twice.  ``retry`` replaces the link's own policy (:attr:`retry`) for this request.
 
         Raises :class:`PumpRefused` / :class:`ReadOnlyPump` when the pump refuses, and
         :class:`LinkError` when no valid response came after all attempts (or
-        :class:`TransientLinkError` when ``attempts`` was given and all failed, so the caller
+        :class:`TransientLinkError` when ``retry`` was given and all failed, so the caller
         can adapt and try again).
         """
         seq = self.next_seq() if seq is None else seq
         frame = encode_frame(seq, op, payload)
-        tries = (self.retries + 1) if attempts is None else attempts
-        for attempt in range(tries):
+        policy = self.retry if retry is None else retry
+        for attempt in policy:
             self.attempts += 1
             self.port.write(frame)
             self.sent += len(frame)
@@ -70,9 +83,10 @@ class Link:
             if reply is not None:
                 return reply
             self.failures += 1
-            log.debug("%s seq %d: no valid response (attempt %d of %d)", op.name, seq, attempt + 1, tries)
-        msg = f"{op.name} got no valid response after {tries} attempts ({self.timeout:g} s each)"
-        if attempts is not None:
+            log.debug("%s seq %d: no valid response (attempt %d of %d)", op.name, seq, attempt,
+                      policy.attempts)
+        msg = f"{op.name} got no valid response after {policy.attempts} attempts ({self.timeout:g} s each)"
+        if retry is not None:
             raise TransientLinkError(msg)
         raise LinkError(f"timeout: {msg}; check the telemetry head's position and the link")
 

@@ -11,8 +11,18 @@ import struct
 from enum import IntEnum
 
 from parsers.model import mcg_to_ng, ml_to_nl
-from parsers.records import MILLI_PER_UNIT, NG_PER_MCG, NL_PER_ML, OverrideReason, enum_name
+from parsers.records import (
+    MILLI_PER_UNIT,
+    NG_PER_MCG,
+    NL_PER_ML,
+    BolusKind,
+    Mode,
+    OverrideReason,
+    enum_name,
+    enum_value,
+)
 
+from ..prescription import BOLUS_KINDS as PROGRAMMER_BOLUS_KINDS
 from ..prescription import MODES, FlexDose, Prescription
 
 RESPONSE = 0x80
@@ -45,7 +55,22 @@ class ErrorCode(IntEnum):
     FAULT = 5  # the pump failed inside while handling the request (it keeps serving)
 
 
-BOLUS_KINDS = {"clinician": 1, "priming": 2, "bridge": 3}
+def _both_ways(codes: dict[str, int], what: str) -> dict[int, str]:
+    """The inverse of a name -> wire code mapping, checked to be one-to-one."""
+    names = {code: name for name, code in codes.items()}
+    if len(names) != len(codes):
+        raise AssertionError(f"two of {what} share a wire code: {codes}")
+    return names
+
+
+# Wire codes of infusion modes and bolus kinds, by name.  They are the log's codes
+# (parsers.records.Mode, BolusKind), looked up by name, so the two can never disagree; the
+# wire carries only the bolus kinds a programmer gives (a patient bolus comes from the myPTM).
+MODE_CODES: dict[str, int] = {name: enum_value(Mode, name) for name in MODES}
+MODE_NAMES: dict[int, str] = _both_ways(MODE_CODES, "the infusion modes")
+BOLUS_KINDS: dict[str, int] = {name: enum_value(BolusKind, name) for name in PROGRAMMER_BOLUS_KINDS}
+BOLUS_KIND_NAMES: dict[int, str] = _both_ways(BOLUS_KINDS, "the bolus kinds")
+
 U32 = struct.Struct("<I")
 SESSION = struct.Struct("<IB3x")
 SNAPSHOT = struct.Struct("<IIH")
@@ -71,7 +96,7 @@ def encode_prescription(
     with an override its note: reason code u8 (OverrideReason), 3 pad, operator id u32.
     The values must have been checked (:func:`itb_device.safety.check_prescription_values`)."""
     head = _RX_HEAD.pack(
-        MODES.index(rx.mode),
+        MODE_CODES[rx.mode],
         int(override),
         len(rx.flex_steps),
         round(rx.concentration_mcg_ml * MILLI_PER_UNIT),
@@ -98,7 +123,7 @@ def decode_prescription(payload: bytes) -> tuple[Prescription, bool, float | Non
     except struct.error as exc:
         raise ValueError(f"malformed PROGRAM payload: {exc}") from exc
     body = _RX_HEAD.size + n * _RX_STEP.size
-    if mode >= len(MODES) or override > 1 or len(payload) not in (body, body + _RX_NOTE.size):
+    if mode not in MODE_NAMES or override > 1 or len(payload) not in (body, body + _RX_NOTE.size):
         raise ValueError("malformed PROGRAM payload")
     note = None
     if len(payload) > body:
@@ -106,7 +131,7 @@ def decode_prescription(payload: bytes) -> tuple[Prescription, bool, float | Non
             raise ValueError("malformed PROGRAM payload: an override note without the override flag")
         code, operator = _RX_NOTE.unpack_from(payload, body)
         note = (enum_name(OverrideReason, code), operator)
-    rx = Prescription(MODES[mode], dose / NG_PER_MCG, conc / MILLI_PER_UNIT, steps)
+    rx = Prescription(MODE_NAMES[mode], dose / NG_PER_MCG, conc / MILLI_PER_UNIT, steps)
     return rx, bool(override), (intended / NG_PER_MCG if intended else None), note
 
 

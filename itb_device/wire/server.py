@@ -28,6 +28,7 @@ from ..sim.pump import U32_MAX, SimulatedPump
 from .frames import MAX_PAYLOAD, Frame, FrameDecoder, encode_frame
 from .messages import (
     BOLUS_KEYED_REQ,
+    BOLUS_KIND_NAMES,
     BOLUS_QUERY_RESP,
     BOLUS_REQ,
     BOLUS_RESP,
@@ -46,7 +47,6 @@ from .messages import (
 )
 
 log = logging.getLogger("itb_device.server")
-KIND_NAMES = {1: "clinician", 2: "priming", 3: "bridge"}
 CACHE_SIZE = 64
 IDLE_TIMEOUT_S = 120.0  # a TCP client that sends nothing for this long is disconnected
 WRITE_TIMEOUT_S = 2.0  # a client that takes none of its pending replies for this long is dropped
@@ -155,7 +155,10 @@ class PumpService:
                 self.pump.advance_to(target)
 
     def _image_bytes(self) -> bytes:
-        return self.replay if self.replay is not None else encode_log(self.pump.log_image())
+        if self.replay is not None:
+            return self.replay
+        assert self.pump is not None  # __init__: a pump or a replayed log, never neither
+        return encode_log(self.pump.log_image())
 
     def _dispatch(self, f: Frame, client: ClientState) -> bytes:
         op, p = f.opcode, f.payload
@@ -179,10 +182,10 @@ class PumpService:
                     raise Refusal(
                         ErrorCode.BAD_REQUEST, f"a block is at most {MAX_PAYLOAD} bytes, not {length}"
                     )
-                data = self._snapshots.get(snap)
-                if data is None:
+                held = self._snapshots.get(snap)
+                if held is None:
                     raise Refusal(ErrorCode.STALE_SNAPSHOT, f"log snapshot {snap} is no longer held")
-                return data[offset : offset + length]
+                return held[offset : offset + length]
             if op == Op.SESSION_END:
                 client.in_session = False
                 self._in_session.discard(id(client))
@@ -200,6 +203,7 @@ class PumpService:
     def _session(self) -> bytes:
         if self.replay is not None:
             return SESSION.pack(int.from_bytes(self.replay[60:64], "little"), self.replay[18])
+        assert self.pump is not None  # __init__: a pump or a replayed log, never neither
         return SESSION.pack(min(max(self.pump.pump_clock(), 0), U32_MAX), self.pump.cfg.model_ml)
 
     def _command(self, op: int, p: bytes) -> bytes:
@@ -224,9 +228,10 @@ class PumpService:
                     raise Refusal(ErrorCode.BAD_REQUEST, "a bolus idempotency key is never 0")
             else:
                 (kind, dose_ng, duration), key = BOLUS_REQ.unpack(p), None
-            if kind not in KIND_NAMES:
+            if kind not in BOLUS_KIND_NAMES:
                 raise Refusal(ErrorCode.BAD_REQUEST, f"unknown bolus kind {kind}")
-            return BOLUS_RESP.pack(pump.start_bolus(KIND_NAMES[kind], dose_ng / 1000, duration, key=key))
+            return BOLUS_RESP.pack(
+                pump.start_bolus(BOLUS_KIND_NAMES[kind], dose_ng / 1000, duration, key=key))
         if op == Op.BOLUS_QUERY:
             (key,) = U32.unpack(p)
             return BOLUS_QUERY_RESP.pack(*pump.bolus_by_key(key))
