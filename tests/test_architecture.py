@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import ROOT
 
-PACKAGES = ("parsers", "clinical", "analysis", "itb_device")
+PACKAGES = ("parsers", "clinical", "analysis", "itb_device", "ward")
 
 # layer -> the layers it may import (besides itself)
 LAYERS: dict[str, set[str]] = {
@@ -26,7 +26,8 @@ LAYERS: dict[str, set[str]] = {
     "itb_device.wire": {"itb_device", "itb_device.sim", "parsers", "clinical"},
     "itb_device.sim": {"itb_device", "parsers", "clinical"},
     "itb_device.cli": {"itb_device", "itb_device.sim", "itb_device.wire", "analysis", "analysis.reports",
-                       "analysis.research", "parsers", "clinical"},
+                       "analysis.research", "parsers", "clinical", "ward"},
+    "ward": {"itb_device", "itb_device.cli", "analysis", "analysis.reports", "parsers", "clinical"},
 }
 # entry points that only start the command line
 ENTRY_POINTS = {"itb_device.__main__": {"itb_device.cli"}}

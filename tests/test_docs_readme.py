@@ -136,6 +136,10 @@ NOT_RUN: dict[str, str] = {
     "python benchmarks/simulate.py": "benchmark: minutes",
     "python benchmarks/wire.py": "benchmark: minutes",
     "python benchmarks/check.py": "benchmark: minutes",
+    "python benchmarks/serve.py": "benchmark: a minute",
+    "itb serve [--data DIR] [--port N] [--open]": "serves the ward app until stopped; tests/test_ward_app.py "
+    "runs it",
+    ".venv/bin/itb serve --open": "serves the ward app until stopped; tests/test_ward_app.py runs it",
     "python benchmarks/score.py": "benchmark: minutes",
     "python benchmarks/cohort.py": "benchmark: minutes",
 }

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "make-cohort": "Simulate a synthetic cohort of pumps for research tests and benchmarks",
     "cohort": "Research tables, Parquet/CSV and plots for many logs, in parallel (local or Dask)",
     "score": "Score the analysis against the sample logs' ground truth",
+    "serve": "The ward app: the two-hour check in a browser, with a record of every check",
 }
 
 class _Parser(argparse.ArgumentParser):
