@@ -11,13 +11,13 @@ from clinical.rules import Rules, get_rules
 
 from .assessment import DISCLAIMER, TELEMETRY_BLIND_SPOTS, Assessment, analyse
 from .context import Procedure
-from .findings import FINDING_KINDS, Finding, findings_frame
+from .findings import FINDING_KINDS, Finding, FindingDetails, findings_frame
 from .pk import PkParameters, csf_estimate
 from .reconstruct import reconstruct
 from .risk import LEVELS, Action, Risk
 
 __all__ = [
     "DISCLAIMER", "FINDING_KINDS", "LEVELS", "TELEMETRY_BLIND_SPOTS", "Action", "Assessment",
-    "Finding", "PkParameters", "Procedure", "Risk", "Rules", "analyse", "csf_estimate",
+    "Finding", "FindingDetails", "PkParameters", "Procedure", "Risk", "Rules", "analyse", "csf_estimate",
     "findings_frame", "get_rules", "reconstruct",
 ]

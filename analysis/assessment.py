@@ -15,9 +15,10 @@ from clinical.rules import Rules, get_rules
 from parsers import InterrogationLog, read_log
 
 from .context import Context, Procedure, coerce_procedures
-from .delivery_state import delivery_spans
+from .delivery_state import StatusNow, delivery_spans
 from .detectors import ALL, alarms
 from .findings import Finding, findings_frame
+from .piecewise import Piecewise
 from .pk import PkParameters, csf_estimate
 from .reconstruct import Reconstruction, build, timeline
 from .risk import Risk, assess
@@ -40,7 +41,10 @@ TELEMETRY_BLIND_SPOTS: tuple[str, ...] = (
 
 @dataclass
 class Assessment:
-    """Everything ``analyse`` found about one interrogation."""
+    """Everything ``analyse`` found about one interrogation.  ``now_s``: the interrogation
+    (Unix seconds) the analysis measured against; ``window_s``: the analysed history (Unix
+    seconds).  ``details`` repeats them as ``now_s``/``window_s`` (with ``problems``) for
+    readers not yet moved to the fields."""
 
     findings: list[Finding]
     risks: dict[str, Risk]
@@ -49,14 +53,16 @@ class Assessment:
     limitations: list[str]
     interrogated_at: pd.Timestamp | None
     window: tuple[pd.Timestamp | None, pd.Timestamp | None]
+    now_s: int
+    window_s: tuple[int, int]
     procedures: tuple[Procedure, ...] = ()
     weight_kg: float | None = None
     rules_source: str = "default"
     disclaimer: str = DISCLAIMER
-    rules: Any = field(default=None, repr=False)  # the Rules the analysis used, for its reports
+    rules: Rules | None = field(default=None, repr=False)  # the Rules the analysis used, for its reports
     rows: pd.DataFrame | None = field(default=None, repr=False)  # delivery rows, enriched
-    status_now: Any = field(default=None, repr=False)  # delivery_state.StatusNow
-    prescribed_mcg: Any = field(default=None, repr=False)  # piecewise.Piecewise: drug prescribed over time
+    status_now: StatusNow | None = field(default=None, repr=False)  # the status snapshot, read as now
+    prescribed_mcg: Piecewise | None = field(default=None, repr=False)  # drug prescribed over time
     delivery_state: pd.DataFrame | None = None  # delivery_state.delivery_spans: state over time, by source
     details: dict[str, Any] = field(default_factory=dict)
     clock: Clock = field(default_factory=Clock, repr=False)  # the zone its texts give times in
@@ -95,9 +101,8 @@ class Assessment:
     def summary(self) -> str:
         """A plain-language report for a clinician."""
         time = self.clock.time
-        lines = [f"ITB pump interrogation of {time(self.details.get('now_s'))}",
-                 f"History analysed: {time(self.details.get('window_s', (None,))[0])} to "
-                 f"{time(self.details.get('window_s', (None, None))[1])}", ""]
+        lines = [f"ITB pump interrogation of {time(self.now_s)}",
+                 f"History analysed: {time(self.window_s[0])} to {time(self.window_s[1])}", ""]
         for k in ("withdrawal", "overdose"):
             r = self.risks[k]
             lines.append(f"{k.upper()} RISK: {r.level.replace('_', ' ')}")
@@ -147,7 +152,7 @@ def no_drug_spans(findings: list[Finding], now_s: int) -> list[tuple[int, int, b
         if f.start_s is None:
             continue
         lies = f.kind == "empty_reservoir" or (f.kind == "refill_over_infusion"
-                                               and bool(f.details.get("drug_missing")))
+                                               and bool(f.details.drug_missing))
         if f.kind in NO_DRUG_KINDS or lies:
             out.append((int(f.start_s), int(f.end_s if f.end_s is not None else now_s), lies))
     return out
@@ -242,6 +247,7 @@ def analyse(log: InterrogationLog | str | Path,
     return Assessment(
         findings=findings, risks=risks, reconstruction=tl, csf=csf, limitations=limits,
         interrogated_at=stamp(ctx.now_s), window=(stamp(rec.window[0]), stamp(rec.window[1])),
+        now_s=ctx.now_s, window_s=rec.window,
         procedures=procs, weight_kg=weight_kg, rules_source=r.source, rules=r,
         rows=rec.rows, status_now=ctx.status, prescribed_mcg=rec.prescribed_mcg,
         delivery_state=delivery_spans(findings, rec.window, ctx.status,

@@ -463,7 +463,7 @@ def oral_baclofen(weight_kg: float | None, rules: Rules | None = None) -> Calcul
         return Calculation("oral_baclofen", "5.1.4", text, {"weight_threshold_kg": w})
     weight = r.check_weight(weight_kg)
     stat, cap = regimens["under" if weight < w else "over"]
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if weight == w:
         warnings = (f"{weight:g} kg is in neither band of 5.1.4.1 (\"< {w:g}kg\" and \"> {w:g}kg\"): the "
                     f"> {w:g} kg regimen is shown; the < {w:g} kg one is {us:g} mg stat, maximum "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ from .assessment import Assessment, analyse, no_drug_spans
 from .context import Procedure
 from .findings import Finding
 from .piecewise import merge_spans
-from .risk import checklist
+from .risk import Risk, checklist
 from .timeutil import HOUR, Clock, to_seconds
 
 VERDICTS = ("OK", "REVIEW", "URGENT")
@@ -67,7 +68,11 @@ class Evidence:
 
 @dataclass
 class CheckResult:
-    """The verdict and everything behind it.  Times are Unix seconds (UTC)."""
+    """The verdict and everything behind it.  Times are Unix seconds (UTC).  ``assumed_start``:
+    the procedure's start was not given (assumed from its kind); ``records_until_s``: the end of
+    the last delivery record in the window (None: none); ``not_delivering_now``: the pump is
+    not delivering at the interrogation.  ``details`` repeats these three under their names,
+    for readers not yet moved to the fields."""
 
     verdict: str
     reasons: list[str]
@@ -79,6 +84,9 @@ class CheckResult:
     excess_mcg: float | None
     daily_dose_mcg: float | None
     assessment: Assessment
+    assumed_start: bool
+    records_until_s: int | None
+    not_delivering_now: bool
     weight_kg: float | None = None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
@@ -156,7 +164,7 @@ class CheckResult:
         }
 
 
-    def _delivery_state(self, iso: Any) -> list[dict[str, Any]]:
+    def _delivery_state(self, iso: Callable[[int | None], str | None]) -> list[dict[str, Any]]:
         """The delivery-state spans that touch the procedure window (from an hour before it)."""
         df = self.assessment.delivery_state
         if df is None or df.empty:
@@ -220,7 +228,7 @@ def check(
                 f"({clock.time(asked_s)}): is this the right log, or the right date?")
     proc = Procedure(kind, start_s, end_s)
     a = analyse(log, procedures=[proc], weight_kg=weight_kg, rules=rules, clock=clock)
-    now_s = int(a.details.get("now_s") or log.header.interrogated_at.timestamp())
+    now_s = int(a.now_s or log.header.interrogated_at.timestamp())
     tl = a.reconstruction
     # the stored program's dose: a pump that stopped itself keeps it (docs/log-format.md 12.6)
     daily = log.status.daily_dose_mcg_day if log.status_ok else None
@@ -274,6 +282,9 @@ def check(
         excess_mcg=excess,
         daily_dose_mcg=daily,
         assessment=a,
+        assumed_start=assumed_start,
+        records_until_s=covered,
+        not_delivering_now=stalled_now,
         weight_kg=weight_kg,
         notes=notes,
         details={"assumed_start": assumed_start, "records_until_s": covered,
@@ -295,17 +306,17 @@ _STATUS_KIND = (("STALLED", "stall_ongoing"), ("STOPPED", "pump_stopped"), ("end
 
 def _source(f: Finding) -> str:
     """Where a not-delivering finding comes from, when it is not a logged record."""
-    notes = " ".join(str(x) for x in f.details.get("notes", ()))
+    notes = " ".join(str(x) for x in f.details.notes or ())
     if f.kind == "stall_ongoing" and "status" in notes and "STALLED" in notes:
         return " (reported by the pump's status)"
-    if f.kind == "stall_ongoing" and not f.details.get("logged", True):
+    if f.kind == "stall_ongoing" and f.details.logged is False:
         return " (seen in the delivery history; no stall record)"
-    if f.kind == "pump_stopped" and f.details.get("how") == "commanded nothing":
+    if f.kind == "pump_stopped" and f.details.how == "commanded nothing":
         return " (seen in the delivery history; no stop record)"
     return ""
 
 
-def _risk_cause(r: Any) -> str:
+def _risk_cause(r: Risk) -> str:
     """The finding behind a risk level, in words: ``: titration violation (...)``."""
     first = next((x for x in r.reasons if not x.startswith("incomplete")), None)
     if not first:
@@ -324,14 +335,14 @@ def _finding_reasons(f: Finding, a: Assessment, proc: Procedure, now_s: int, loo
     grace = float(a.rules.number("check", "stall_recovery_grace_min")) * 60 if a.rules is not None else 1800
     recent = a.rules is not None and f.end_s is not None and \
         f.end_s >= now_s - float(a.rules.number("risk", "recent_days")) * 86_400
-    out = []
+    out: list[str] = []
     if f.kind == "motor_stall" and (f.ongoing or f.end_s is None):
         return out  # stall_ongoing says it
-    if f.kind == "motor_stall":
-        if f.details.get("restarted_by_interrogation"):
+    if f.kind == "motor_stall" and f.end_s is not None:
+        if f.details.restarted_by_interrogation:
             out.append(f"delivery restarted only at this interrogation ({clock.time(f.end_s)}): "
                        "confirm with the programmer that the motor runs, and interrogate again")
-        if f.details.get("cause") == "spontaneous" and (near or recent):
+        if f.details.cause == "spontaneous" and (near or recent):
             out.append(f"a motor stall at {clock.time(f.start_s)} has no procedure to explain it: "
                        "stalls without a cause precede motor failure; check the procedure times "
                        "you entered")
@@ -344,7 +355,7 @@ def _finding_reasons(f: Finding, a: Assessment, proc: Procedure, now_s: int, loo
                        "programmer that the motor runs")
         return out
     if f.kind in ("pump_stopped", "empty_reservoir") and not f.ongoing and f.end_s is not None and near:
-        how = " (no stop record: seen in the delivery history)" if f.details.get("how") == \
+        how = " (no stop record: seen in the delivery history)" if f.details.how == \
             "commanded nothing" else ""
         what = "the pump was stopped" if f.kind == "pump_stopped" else "the reservoir was empty"
         out.append(f"{what} from {clock.time(f.start_s)} to {clock.time(f.end_s)}{how}")
@@ -352,16 +363,16 @@ def _finding_reasons(f: Finding, a: Assessment, proc: Procedure, now_s: int, loo
     if f.kind in NOT_DELIVERING or f.severity == "info" or not (near or f.ongoing):
         return out
     if f.kind == "alarm_active":
-        out.append(f"the pump reports the {str(f.details.get('alarm')).replace('_', '-')} alarm "
+        out.append(f"the pump reports the {str(f.details.alarm).replace('_', '-')} alarm "
                    "active: confirm with the programmer")
     elif f.kind == "stall_recovery_unlogged":
         out.append("the stall recovery is not logged as the rotor shows: interrogate again")
-    elif f.kind == "dose_decrease":
-        out.append(f"the daily dose was cut by {100 * f.details['decrease_fraction']:.0f}% "
-                   f"({f.details['previous_dose_mcg']:g} to {f.details['new_dose_mcg']:g} mcg/day)")
-    elif f.kind in ("titration_violation", "restart_full_dose") and f.details.get("above_max"):
-        out.append(f"{f.details['new_dose_mcg']:g} mcg/day is above the "
-                   f"{f.details['max_dose_mcg']:g} mcg/day upper limit")
+    elif f.kind == "dose_decrease" and f.details.decrease_fraction is not None:
+        out.append(f"the daily dose was cut by {100 * f.details.decrease_fraction:.0f}% "
+                   f"({f.details.previous_dose_mcg:g} to {f.details.new_dose_mcg:g} mcg/day)")
+    elif f.kind in ("titration_violation", "restart_full_dose") and f.details.above_max:
+        out.append(f"{f.details.new_dose_mcg:g} mcg/day is above the "
+                   f"{f.details.max_dose_mcg:g} mcg/day upper limit")
     elif f.kind == "over_delivery":
         out.append(f"more drug than programmed was delivered in or after the {name} window")
     elif f.start_s is not None and f.start_s < proc.start_s - lookback:
@@ -450,9 +461,9 @@ def _window_drug(
     covered = int(e[in_win].max()) if in_win.any() else None
     last = int(e.max())
     # beyond the rows: the program's dose, wherever a finding says nothing was delivered
-    for x, y in merge_spans([(max(x, last, start_s), min(y, now_s)) for x, y, _ in spans]):
-        if y > x and a.prescribed_mcg is not None:
-            missed += float(a.prescribed_mcg.integral(x, y))
+    for u, v in merge_spans([(max(x, last, start_s), min(y, now_s)) for x, y, _ in spans]):
+        if v > u and a.prescribed_mcg is not None:
+            missed += float(a.prescribed_mcg.integral(u, v))
     return missed, excess, covered
 
 
@@ -545,7 +556,7 @@ def _summary(
                 when = f"during {name}"
             line = (f"The pump's motor stalled at {started} and recovered at {clock.time(f.end_s)}, "
                     f"{when} (stalled {_duration(f.end_s - (f.start_s or f.end_s))}).")
-            if f.details.get("restarted_by_interrogation"):
+            if f.details.restarted_by_interrogation:
                 line += (" Delivery restarted only at this interrogation: confirm with the "
                          "programmer that the motor runs, and interrogate again.")
             lines.append(line)

@@ -25,6 +25,8 @@ import pandas as pd
 from clinical.rules import Rules
 from parsers import InterrogationLog
 
+from .findings import Finding, FindingDetails
+
 #: Status alarms that mean the pump may not be delivering (docs/log-format.md section 12).
 CRITICAL_ALARMS: tuple[str, ...] = ("motor_stall", "empty_reservoir", "eos", "low_battery_reset",
                                      "memory_error")
@@ -198,20 +200,20 @@ def status_now(log: InterrogationLog, rules: Rules) -> StatusNow:
 SPAN_COLUMNS = ("start_utc", "end_utc", "state", "source", "finding", "note")
 
 
-def _source(kind: str, details: dict) -> str:
-    notes = " ".join(str(x) for x in details.get("notes", ()))
+def _source(kind: str, details: FindingDetails) -> str:
+    notes = " ".join(str(x) for x in details.notes or ())
     if kind in ("motor_stall", "stall_ongoing"):
         if "status reports the motor STALLED" in notes:
             return "status"
-        return "logged" if details.get("logged") else "history"
+        return "logged" if details.logged else "history"
     if kind == "pump_stopped":
-        return "logged" if details.get("how") in ("programmed", "eos") else "history"
+        return "logged" if details.how in ("programmed", "eos") else "history"
     if kind in ("battery_eos", "refill_over_infusion"):
         return "logged"
     return "history"
 
 
-def delivery_spans(findings: list, window: tuple[int, int], status: StatusNow,
+def delivery_spans(findings: list[Finding], window: tuple[int, int], status: StatusNow,
                    unknown: list[tuple[int, int]]) -> pd.DataFrame:
     """The delivery state over the analysed window, one row per span, each with the source
     that shows it: ``not_delivering`` (stall, stop, empty reservoir, drug that never reached
@@ -227,7 +229,7 @@ def delivery_spans(findings: list, window: tuple[int, int], status: StatusNow,
         if f.start_s is None:
             continue
         end = f.end_s if f.end_s is not None else w1
-        drug_missing = f.kind == "refill_over_infusion" and f.details.get("drug_missing")
+        drug_missing = f.kind == "refill_over_infusion" and f.details.drug_missing
         if f.kind in ("motor_stall", "pump_stopped", "empty_reservoir", "battery_eos") or drug_missing:
             note = ""
             if f.end_s is None and status.known and not status.not_delivering():

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from parsers import InterrogationLog
+from parsers import InterrogationLog, Status
 
 from .timeutil import DAY, to_seconds
 
@@ -240,7 +240,7 @@ def _program_from_group(group: list[Mark]) -> Program:
     )
 
 
-def program_from_status(status: Any, start_s: int) -> Program:
+def program_from_status(status: Status, start_s: int) -> Program:
     """The status snapshot's program, effective from ``start_s``.
 
     The snapshot's concentration is the drug in the reservoir; the concentration the

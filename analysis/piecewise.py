@@ -3,6 +3,7 @@ volume, a flex step's dose, a bolus) are spread over time and re-binned at any r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,7 @@ def merge_spans(spans: list[tuple[float, float]], join_s: float = 0.0) -> list[t
     return [(a, b) for a, b in out]
 
 
-def overlaps(a0: np.ndarray, a1: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
+def overlaps(a0: np.ndarray, a1: np.ndarray, spans: Sequence[tuple[float, float]]) -> np.ndarray:
     """Which intervals [a0, a1) overlap any span (strictly, by more than zero seconds)."""
     hit = np.zeros(len(a0), dtype=bool)
     for s, e in spans:

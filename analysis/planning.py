@@ -10,11 +10,15 @@ The numbers come from ``clinical/clinical_rules.toml`` (``[pump]``).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from clinical.rules import Rules, get_rules
 from parsers import InterrogationLog
@@ -105,13 +109,14 @@ def _volume_milestone(
     )
 
 
-def projected_eos_s(eri_s: int, rules: Rules | Any = None) -> int:
+def projected_eos_s(eri_s: int, rules: Rules | Mapping[str, Any] | str | Path | None = None) -> int:
     """When a pump that reached ERI at ``eri_s`` stops: ``[pump] eri_to_eos_days`` later (the
     labelling).  The one projection of the ERI finding and the refill planning."""
     return eri_s + int(get_rules(rules).number("pump", "eri_to_eos_days") * DAY)
 
 
-def refill_plan(log: InterrogationLog, rules: Rules | Any = None, now_s: int | None = None) -> RefillPlan:
+def refill_plan(log: InterrogationLog, rules: Rules | Mapping[str, Any] | str | Path | None = None,
+                now_s: int | None = None) -> RefillPlan:
     """The refill and battery planning dates of ``log`` at its interrogation (or ``now_s``)."""
     r = get_rules(rules)
     now = int(now_s if now_s is not None else log.header.interrogated_at.timestamp())
@@ -274,11 +279,11 @@ def refill_plan(log: InterrogationLog, rules: Rules | Any = None, now_s: int | N
     )
 
 
-def _unix_date(d: Any) -> int:
+def _unix_date(d: dt.date) -> int:
     return int((d.toordinal() - 719_163) * DAY)  # 719163 = date(1970, 1, 1).toordinal()
 
 
-def _after_years(d: Any, years: float) -> int:
+def _after_years(d: dt.date, years: float) -> int:
     """Unix seconds of the UTC midnight ``years`` after the date ``d`` (29 February: the 28th)."""
     if float(years).is_integer():
         try:
@@ -310,7 +315,7 @@ class DoseStep:
     days_since_previous: float | None = None
 
 
-def _flex_average(rows: Any, col: str) -> float:
+def _flex_average(rows: pd.DataFrame, col: str) -> float:
     starts = [int(x) % 1440 for x in rows["step_start_min"]]
     values = [float(x) for x in rows[col]]
     order = sorted(range(len(starts)), key=starts.__getitem__)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from clinical.rules import Rules, get_rules
 from parsers import InterrogationLog
@@ -215,7 +216,10 @@ def _flex_intervals(p: Program, a: int, b: int, offset: float) -> tuple[np.ndarr
 def _program_piecewise(spans: list[ProgramSpan],
                        offsets: list[tuple[float, float, float]]) -> tuple[Piecewise, Piecewise]:
     """Prescribed basal mcg and mL as piecewise rates (flex steps day by day)."""
-    s_list, e_list, mcg_list, ml_list = [], [], [], []
+    s_list: list[ArrayLike] = []
+    e_list: list[ArrayLike] = []
+    mcg_list: list[ArrayLike] = []
+    ml_list: list[ArrayLike] = []
     for ps in spans:
         p = ps.program
         a, b = ps.start_s, ps.end_s

@@ -142,7 +142,7 @@ def grade(f: Finding, ctx: Context) -> tuple[str, str]:
     if k in ("motor_stall", "empty_reservoir", "pump_stopped"):
         return ("high" if f.ongoing else _share_level(miss, recent, r)), "none"
     if k == "stall_recovery_unlogged":
-        if f.details.get("type") == "record_but_rotor_stalled":
+        if f.details.type == "record_but_rotor_stalled":
             return ("high" if f.ongoing else _share_level(miss, recent, r)), "none"
         return "low", "none"
     if k == "intermittent_stalls":
@@ -153,13 +153,13 @@ def grade(f: Finding, ctx: Context) -> tuple[str, str]:
         return _share_level(miss, recent, r), "none"
     if k in ("refill_under_delivery", "refill_over_infusion"):
         latest = f.end_s == last_refill  # the pump may still be doing it
-        if f.details.get("drug_missing"):  # not a rate fault: the reservoir ran dry
+        if f.details.drug_missing:  # not a rate fault: the reservoir ran dry
             return _share_level(miss, latest or recent, r, floor="low"), "none"
         w = _share_level(miss, latest or recent, r, floor="low") \
             if k == "refill_under_delivery" else "low"
         o = _share_level(exc, latest or recent, r, floor="low") \
             if k == "refill_over_infusion" else "none"
-        if f.details.get("may_have_run_dry"):
+        if f.details.may_have_run_dry:
             w = level_max([w, "moderate" if recent else "low"])
         return w, o
     if k == "reservoir_low_before_refill":
@@ -167,30 +167,30 @@ def grade(f: Finding, ctx: Context) -> tuple[str, str]:
     if k == "refill_overdue":
         return ("moderate" if f.ongoing else "low"), "none"
     if k == "battery_eri":
-        eos = f.details.get("projected_eos_s")
+        eos = f.details.projected_eos_s
         soon = eos is not None and eos - now <= r.number("risk", "eri_warning_days") * DAY
         return ("moderate" if soon else "low"), "none"
     if k in ("unexpected_bolus", "ptm_over_limit"):
         return "none", _share_level(f.excess_share, recent, r, floor="low")
     if k == "over_delivery":  # in or after a procedure: at least low (issue: diathermy heating)
-        floor = "low" if f.details.get("procedure") else "none"
+        floor = "low" if f.details.procedure else "none"
         return "none", _share_level(exc, recent, r, floor=floor)
     if k == "titration_violation":
-        if f.details.get("unit_error"):
+        if f.details.unit_error:
             lvl = "high" if recent else "low"
             return (lvl, "none") if f.direction == "withdrawal" else ("none", lvl)
-        above_max = bool(f.details.get("above_max"))
+        above_max = bool(f.details.above_max)
         o = _share_level(exc, recent, r, floor="moderate" if above_max and f.ongoing else "low")
         return "none", o
     if k == "concentration_mismatch":
-        factor = f.details.get("factor")
+        factor = f.details.factor
         if f.ongoing and factor:
             lvl = _share_level(abs(factor - 1.0), True, r, floor="low")
         else:
             lvl = _share_level(miss if f.direction == "withdrawal" else exc, recent, r, floor="low")
         return (lvl, "none") if f.direction == "withdrawal" else ("none", lvl)
     if k == "dose_decrease":  # graded by the size of the cut while it is recent
-        cut = float(f.details.get("decrease_fraction") or 0.0)
+        cut = float(f.details.decrease_fraction or 0.0)
         return _share_level(cut, ctx.recent(f.start_s), r, floor="low"), "none"
     if k == "alarm_active":
         return ("low" if f.direction == "withdrawal" else "none"), "none"

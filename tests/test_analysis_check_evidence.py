@@ -128,7 +128,7 @@ def test_a_recovery_made_by_the_interrogation_is_review_with_one_figure(tmp_path
     r = _check(b, tmp_path, now, s, e)
     assert r.verdict == "REVIEW", r.reasons
     stall = next(f for f in r.assessment.findings if f.kind == "motor_stall")
-    assert stall.details["restarted_by_interrogation"] and stall.end_s == unix(now)
+    assert stall.details.restarted_by_interrogation and stall.end_s == unix(now)
     assert any(x.startswith("delivery restarted only at this interrogation") for x in r.reasons)
     assert "interrogate again" in r.summary[0]
     # one figure: the stall from 14:00 to 16:55 at 600 mcg/day = 73 mcg, in the summary,
@@ -148,7 +148,7 @@ def test_a_tenfold_dose_cut_two_days_before_is_a_withdrawal_risk(tmp_path):
     r = _check(b, tmp_path, now, s, e)
     assert r.verdict in ("REVIEW", "URGENT")
     cut = next(f for f in r.assessment.findings if f.kind == "dose_decrease")
-    assert cut.details["decrease_fraction"] == pytest.approx(0.9)
+    assert cut.details.decrease_fraction == pytest.approx(0.9)
     assert "5.1.1.3" in cut.explanation and "5.1.1.8" in cut.explanation
     assert r.assessment.withdrawal.level == "high"
 
@@ -300,7 +300,7 @@ def test_an_active_motor_stall_alarm_with_the_motor_running_is_review(tmp_path):
     r = _check(b, tmp_path, now, s, e, status={"active_alarms": ("motor_stall",)})
     assert r.verdict == "REVIEW", r.reasons
     alarm = next(f for f in r.assessment.findings if f.kind == "alarm_active")
-    assert alarm.details["alarm"] == "motor_stall" and "disagree" in alarm.explanation
+    assert alarm.details.alarm == "motor_stall" and "disagree" in alarm.explanation
     assert any("motor-stall alarm active" in x for x in r.reasons)
     assert r.assessment.withdrawal.level == "low"
 

@@ -71,7 +71,7 @@ def test_battery_eri_then_eos(tmp_path):
     a = analyse_built(b, tmp_path, b.t(days=3), status={"battery_state": "eri"})
     f = one(a, "battery_eri")
     assert f.start_s == unix(b.t(days=1)) and f.ongoing
-    assert f.details["projected_eos_s"] == unix(b.t(days=91))
+    assert f.details.projected_eos_s == unix(b.t(days=91))
     assert "battery_eos" not in kinds(a)
     assert a.withdrawal.level == "low"
 
@@ -106,7 +106,7 @@ def test_damaged_page_is_a_history_gap_and_nothing_can_be_ruled_out(tmp_path):
     a = analyse_built(b, tmp_path, b.t(days=3), damage_pages=(4,))
     f = one(a, "history_gap")
     assert f.start_s is not None and f.end_s is not None and f.end_s > f.start_s
-    assert f.details["spans"][0]["reasons"] == ["page_gap"]
+    assert f.details.spans[0]["reasons"] == ["page_gap"]
     assert a.withdrawal.level == "cannot_rule_out"
     assert a.overdose.level == "cannot_rule_out"
     tl = a.reconstruction
@@ -126,8 +126,8 @@ def test_records_whose_clock_cannot_be_placed_are_set_aside(tmp_path):
     b.clock_jump(b.t(days=1), 1000, kind=None)  # clock falls back with no record
     a = analyse_built(b, tmp_path, b.t(days=2))
     f = one(a, "history_gap")
-    assert f.details["spans"][0]["reasons"] == ["clock_uncertain"]
-    assert f.details["spans"][0]["records"] == 24  # the program and 23 rows before the jump
+    assert f.details.spans[0]["reasons"] == ["clock_uncertain"]
+    assert f.details.spans[0]["records"] == 24  # the program and 23 rows before the jump
     assert f.start_s is None
     assert a.window[0] >= pd.Timestamp("2024-03-01 23:00", tz="UTC")  # not decades away
     assert a.withdrawal.level == "cannot_rule_out"
@@ -138,7 +138,7 @@ def test_estimated_times_next_to_a_gap_are_marked_uncertain(tmp_path):
     b.program(b.t(), 240.0, session=False)  # nothing anchors the history before the gap
     a = analyse_built(b, tmp_path, b.t(days=3), damage_pages=(4,))
     f = one(a, "history_gap")
-    reasons = {r for s in f.details["spans"] for r in s["reasons"]}
+    reasons = {r for s in f.details.spans for r in s["reasons"]}
     assert {"page_gap", "clock_uncertain"} <= reasons
     tl = a.reconstruction
     assert tl["time_uncertain"].sum() >= 20 and tl.loc[tl["time_uncertain"], "inferred"].all()

@@ -26,8 +26,8 @@ def test_rotor_faster_than_commanded_during_diathermy(tmp_path):
                       procedures=[{"kind": "diathermy", "start_utc": iso(s), "end_utc": iso(e)}])
     f = one(a, "over_delivery")
     assert (f.start_s, f.end_s) == (unix(s), unix(e))
-    assert f.details["source"] == "rotor"
-    assert f.details["procedure"] == "diathermy"
+    assert f.details.source == "rotor"
+    assert f.details.procedure == "diathermy"
     assert f.excess_mcg == pytest.approx(40.0, rel=0.02)  # 2 h x 2 x 10 mcg/h
     # a 3-fold rate for 2 h raises the estimated CSF level well above prescription
     assert a.overdose.level == "moderate"
@@ -40,7 +40,7 @@ def test_pump_commanding_more_than_prescribed(tmp_path):
     b.cmd_factors.append((s, e, 1.5))
     a = analyse_built(b, tmp_path, b.t(days=3))
     f = one(a, "over_delivery")
-    assert f.details["source"] == "commanded"
+    assert f.details.source == "commanded"
     assert abs(f.start_s - unix(s)) <= 3600 and abs(f.end_s - unix(e)) <= 3600
     assert f.excess_mcg == pytest.approx(120.0, rel=0.05)
 
@@ -60,7 +60,7 @@ def test_sustained_rotor_shortfall_outside_stalls(tmp_path):
     f = one(a, "rotor_shortfall")
     assert (f.start_s, f.end_s) == (unix(s), unix(e))
     assert f.missed_mcg == pytest.approx(36.0, rel=0.02)  # 30% of 12 h at 10 mcg/h
-    assert f.details["ratio"] == pytest.approx(0.7, abs=0.01)
+    assert f.details.ratio == pytest.approx(0.7, abs=0.01)
 
 
 def test_short_or_small_shortfall_is_not_flagged(tmp_path):

@@ -40,7 +40,7 @@ def test_measured_above_expected_is_under_delivery(tmp_path):
     f = one(a, "refill_under_delivery")
     assert f.end_s == unix(t2) and f.start_s == unix(b.t(days=1))
     assert f.missed_mcg == pytest.approx(4000.0)
-    assert f.details["limit_ml"] == pytest.approx(max(1.0, 0.145 * 8.0))
+    assert f.details.limit_ml == pytest.approx(max(1.0, 0.145 * 8.0))
     assert a.withdrawal.level != "none"
 
 
@@ -58,7 +58,7 @@ def test_measured_below_expected_is_over_infusion(tmp_path):
     f = one(a, "refill_over_infusion")
     assert f.excess_mcg == pytest.approx(4000.0)
     assert f.direction == "overdose"
-    assert f.details["actual_over_expected"] == pytest.approx(10.0 / 8.0)
+    assert f.details.actual_over_expected == pytest.approx(10.0 / 8.0)
     assert a.overdose.level in ("low", "moderate")
 
 
@@ -69,7 +69,7 @@ def test_nearly_empty_days_after_a_refill_means_drug_missing(tmp_path):
     b.refill(t2, 20.0, expected=19.4, measured=0.0)
     a = analyse_built(b, tmp_path, b.t(days=4, hours=1))
     f = one(a, "refill_over_infusion")
-    assert f.details["drug_missing"] is True
+    assert f.details.drug_missing is True
     assert f.direction == "withdrawal"
     assert "pocket" in f.explanation
     assert a.withdrawal.level == "high"
@@ -107,7 +107,7 @@ def test_reservoir_projected_below_safe_residual(tmp_path):
     b = _pump(reservoir=6.0)  # 5 mL after 5 days: 4 mL safe residual within a week
     a = analyse_built(b, tmp_path, b.t(days=5))
     f = one(a, "reservoir_low_before_refill")
-    assert 0 < f.details["days_to_safe_residual"] < 7
+    assert 0 < f.details.days_to_safe_residual < 7
     assert a.withdrawal.level == "moderate"
 
 

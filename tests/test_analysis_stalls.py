@@ -28,7 +28,7 @@ def test_spontaneous_stall_times_and_missed_drug(tmp_path):
     f = one(a, "motor_stall")
     assert f.start_s == unix(s)
     assert abs(f.end_s - unix(e)) <= 60
-    assert f.details["cause"] == "spontaneous"
+    assert f.details.cause == "spontaneous"
     assert not f.ongoing
     assert f.missed_mcg == pytest.approx(25.0, rel=0.02)  # 2.5 h at 10 mcg/h
     assert f.missed_share == pytest.approx(25.0 / 240, rel=0.02)
@@ -43,9 +43,9 @@ def test_stall_during_mri_is_procedure_caused_with_latency(tmp_path):
     a = analyse_built(b, tmp_path, b.t(days=1, hours=16),
                       procedures=[{"kind": "mri", "start_utc": iso(mri_s), "end_utc": iso(mri_e)}])
     f = one(a, "motor_stall")
-    assert f.details["cause"] == "procedure"
-    assert f.details["procedure"] == "mri"
-    assert f.details["recovery_latency_h"] == pytest.approx(3 + 35 / 60, abs=0.05)
+    assert f.details.cause == "procedure"
+    assert f.details.procedure == "mri"
+    assert f.details.recovery_latency_h == pytest.approx(3 + 35 / 60, abs=0.05)
     assert "MRI" in f.explanation
 
 
@@ -67,7 +67,7 @@ def test_recovery_never_logged_while_rotor_turns(tmp_path):
     b.stall(b.t(days=1, hours=10), b.t(days=1, hours=10, minutes=20), recovery_at=None)
     a = analyse_built(b, tmp_path, b.t(days=1, hours=14))
     f = one(a, "stall_recovery_unlogged")
-    assert f.details["type"] == "rotor_turning_no_record"
+    assert f.details.type == "rotor_turning_no_record"
     assert abs(f.start_s - unix(b.t(days=1, hours=10, minutes=20))) <= 60
     assert f.ongoing
     assert one(a, "motor_stall").end_s is not None
@@ -98,7 +98,7 @@ def test_recovery_record_but_rotor_still_stalled(tmp_path):
     b.stall(b.t(days=1, hours=10), b.t(days=1, hours=20), recovery_at=b.t(days=1, hours=11))
     a = analyse_built(b, tmp_path, b.t(days=1, hours=20, minutes=30))
     f = one(a, "stall_recovery_unlogged")
-    assert f.details["type"] == "record_but_rotor_stalled"
+    assert f.details.type == "record_but_rotor_stalled"
     assert f.start_s == unix(b.t(days=1, hours=11))
     assert f.missed_mcg == pytest.approx(90.0, rel=0.02)  # rows 11:00-20:00 at 10 mcg/h
 
@@ -109,7 +109,7 @@ def test_three_spontaneous_stalls_in_three_days_are_intermittent(tmp_path):
         b.stall(b.t(days=d, hours=6), b.t(days=d, hours=6, minutes=40))
     a = analyse_built(b, tmp_path, b.t(days=4, hours=12))
     f = one(a, "intermittent_stalls")
-    assert f.details["count"] == 3
+    assert f.details.count == 3
     assert f.start_s == unix(b.t(days=1, hours=6))
     assert kinds(a).count("motor_stall") == 3
     assert a.withdrawal.level == "moderate"
@@ -138,7 +138,7 @@ def test_long_stall_over_48h(tmp_path):
     a = analyse_built(b, tmp_path, b.t(days=5))
     f = one(a, "long_stall")
     assert f.direction == "overdose"
-    assert f.details["duration_h"] == pytest.approx(60, abs=0.1)
+    assert f.details.duration_h == pytest.approx(60, abs=0.1)
 
     b = _base()
     b.stall(b.t(days=1), b.t(days=2, hours=6))

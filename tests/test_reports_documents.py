@@ -24,7 +24,8 @@ from conftest import ROOT, SAMPLES
 from analysis import analyse
 from analysis.check import check
 from analysis.reports import (
-    content,
+    blocks,
+    check_report,
     dose_steps,
     pdf,
     refill_plan,
@@ -104,7 +105,7 @@ def written(tmp_path_factory):
         log = read_log(SAMPLES / f"{sample}.itblog")
         result = check(log, kind, end, start, weight_kg=weight, clock=Clock(SYDNEY))
         paths = {ext: write_check_report(result, log, out / f"{name}.{ext}") for ext in ("pdf", "html")}
-        done[name] = (log, result, paths, content.build_check(result, log))
+        done[name] = (log, result, paths, check_report.build_check(result, log))
     return done
 
 
@@ -225,15 +226,15 @@ def test_long_text_wraps_and_tables_continue():
     for line in pdf.wrap(f"a {long_word} b " + "word " * 200, 200, 9):
         assert pdf.text_width(line, 9) <= 200
     rows = [[str(i), f"row {i} " + "long explanation " * (3 + i % 7)] for i in range(150)]
-    report = content.Report(
+    report = blocks.Report(
         "check",
         "Title",
         ["line " * 60],
         "running",
         [
-            content.Banner("URGENT", "headline " * 30),
-            content.Bullets([long_word, "short"]),
-            content.Table("Big table", [content.Column("N", 0.1), content.Column("Text", 0.9)], rows),
+            blocks.Banner("URGENT", "headline " * 30),
+            blocks.Bullets([long_word, "short"]),
+            blocks.Table("Big table", [blocks.Column("N", 0.1), blocks.Column("Text", 0.9)], rows),
         ],
         "This software supports, and does not replace, the programmer.",
         "now",
@@ -373,7 +374,7 @@ def test_interrogation_report(tmp_path):
     assert pdf_path.read_bytes().startswith(b"%PDF") and pdf_pages(pdf_path) >= 3
     doc = html_path.read_text(encoding="utf-8")
     plan = refill_plan(log)
-    due = content.Clock(SYDNEY, 0).date(plan.next_refill.when_s)
+    due = Clock(SYDNEY, 0).date(plan.next_refill.when_s)
     assert plan.next_refill.key == "low_alarm"  # 30.895 mL at 0.255 mL/day: 113 days to 2 mL
     assert plan.next_refill.days == pytest.approx((30.895 - 2.0) / 0.255)
     assert f"Next refill due by: {due}" in doc and "in 113 days" in doc
@@ -445,7 +446,9 @@ def test_itb_report_cli_unreadable_log(tmp_path, capsys):
 def test_no_matplotlib_without_a_report(tmp_path):
     code = f"""
 import sys
-import analysis, analysis.check, analysis.reports, analysis.planning, analysis.reports.content
+import analysis, analysis.check, analysis.reports, analysis.planning, analysis.plotting
+import analysis.reports.blocks, analysis.reports.panels, analysis.reports.sections
+import analysis.reports.check_report, analysis.reports.interrogation_report
 from itb_device.cli import main
 rc = main(["check", {str(SAMPLES / "mri_delayed_recovery.itblog")!r}, "--after", "mri",
            "--end", "2026-03-10T15:00Z", "--tz", "UTC", "--json"])
@@ -463,9 +466,9 @@ def _reservoir_panels(report) -> list:
     return [
         p
         for b in report.blocks
-        if isinstance(b, content.Plot)
+        if isinstance(b, blocks.Plot)
         for p in b.panels
-        if isinstance(p, content.ReservoirPanel)
+        if isinstance(p, blocks.ReservoirPanel)
     ]
 
 
@@ -476,7 +479,7 @@ def test_check_report_uses_the_rules_the_check_used(written):
     log = read_log(SAMPLES / f"{sample}.itblog")
     result = check(log, kind, end, start, weight_kg=weight, rules={"pump": {"empty_reservoir_ml": 1.25}},
                    clock=Clock(SYDNEY))
-    (panel,) = _reservoir_panels(content.build_check(result, log))
+    (panel,) = _reservoir_panels(check_report.build_check(result, log))
     assert panel.empty_ml == 1.25
     (default,) = _reservoir_panels(written["urgent"][3])
     assert default.empty_ml != 1.25

@@ -22,7 +22,7 @@ from conftest import SAMPLES
 
 from analysis import analyse
 from analysis.check import check
-from analysis.reports import content, write_interrogation_report
+from analysis.reports import blocks, check_report, interrogation_report, sections, write_interrogation_report
 from analysis.timeutil import Clock, zone_label
 from itb_device.cli import main
 from parsers import read_log
@@ -123,12 +123,12 @@ def test_the_check_report_content_is_labelled_with_the_checks_clock():
     result = check(log, "mri", dt.datetime(2026, 3, 10, 15, tzinfo=dt.UTC),
                    dt.datetime(2026, 3, 10, 14, tzinfo=dt.UTC), weight_kg=35, clock=Clock(SYDNEY))
     assert result.clock.zone is SYDNEY
-    report = content.build_check(result, log)
-    tables = [b for b in report.blocks if isinstance(b, content.Table)]
+    report = check_report.build_check(result, log)
+    tables = [b for b in report.blocks if isinstance(b, blocks.Table)]
     (findings,) = [t for t in tables if t.title.startswith("Findings")]
     assert findings.columns[-1].title == f"Explanation, times in {SYDNEY_LABEL}"
     assert all("AEDT" in row[-1] and "UTC" not in row[-1] for row in findings.rows)
-    plots = [b for b in report.blocks if isinstance(b, content.Plot)]
+    plots = [b for b in report.blocks if isinstance(b, blocks.Plot)]
     assert plots and all(p.zone is SYDNEY and p.zone_label == SYDNEY_LABEL for p in plots)
     assert report.generated.endswith((" AEDT", " AEST"))
 
@@ -173,4 +173,4 @@ def test_the_clock_keeps_the_formats_it_replaced():
     assert sydney.label_at(t) == SYDNEY_LABEL == zone_label(SYDNEY, t)
     assert Clock(SYDNEY, 1_780_000_000).label == "Australia/Sydney (AEST, UTC+10:00)"  # in May
     assert utc.label == "UTC" and utc.label_at(t) == "UTC"
-    assert content.Clock is Clock  # the reports use the one clock
+    assert sections.Clock is interrogation_report.Clock is Clock  # the reports use the one clock

@@ -145,14 +145,14 @@ def run_check(
 
 def verdict_headline(verdict: str) -> str:
     """The report's one line under the verdict."""
-    from analysis.reports.content import VERDICT_HEADLINES
+    from analysis.reports.check_report import VERDICT_HEADLINES
 
     return str(VERDICT_HEADLINES[verdict])
 
 
 def level_word(level: str) -> str:
     """A risk level as the reports print it (``CANNOT RULE OUT``)."""
-    from analysis.reports.content import level_word as word
+    from analysis.reports.sections import level_word as word
 
     return str(word(level))
 
@@ -193,10 +193,11 @@ class Figure:
 
 
 def _plots(c: Computed) -> list[Any]:
-    from analysis.reports import content
+    from analysis.reports.blocks import Plot
+    from analysis.reports.check_report import build_check
 
-    report = content.build_check(c.result, c.log)
-    return [b for b in report.blocks if isinstance(b, content.Plot)]
+    report = build_check(c.result, c.log)
+    return [b for b in report.blocks if isinstance(b, Plot)]
 
 
 def figure_captions(c: Computed) -> list[dict[str, str]]:

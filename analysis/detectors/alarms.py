@@ -9,7 +9,7 @@ confirm with the programmer.  A memory error means the log itself may be unrelia
 from __future__ import annotations
 
 from ..context import Context
-from ..findings import Finding
+from ..findings import Finding, FindingDetails
 
 # alarm -> finding kinds that already explain it when present
 _EXPLAINED_BY = {
@@ -56,5 +56,5 @@ def detect(ctx: Context, found: list[Finding]) -> list[Finding]:
             direction = "withdrawal"
         out.append(Finding("alarm_active", "warning", raised, None, text, ongoing=True,
                            evidence=tuple(ev), direction=direction,  # type: ignore[arg-type]
-                           details={"alarm": alarm, "source": "status"}))
+                           details=FindingDetails(alarm=alarm, source="status")))
     return out

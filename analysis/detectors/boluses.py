@@ -8,7 +8,7 @@ from itertools import pairwise
 
 from ..context import Context
 from ..episodes import Bolus, Mark
-from ..findings import Finding
+from ..findings import Finding, FindingDetails
 from ..timeutil import DAY
 
 
@@ -55,7 +55,7 @@ def _unexpected(ctx: Context) -> list[Finding]:
             f"On {ctx.clock.time(b.start_s)} the pump gave {why}: about {mcg:.0f} mcg{share}. Nothing in "
             "the log explains it: watch for overdose and report the pump.",
             evidence=b.offsets, excess_mcg=mcg, daily_dose_mcg=dose or None,
-            direction="overdose", details={"bolus_kind": b.kind, "bolus_id": b.bolus_id}))
+            direction="overdose", details=FindingDetails(bolus_kind=b.kind, bolus_id=b.bolus_id)))
     return out
 
 

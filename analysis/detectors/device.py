@@ -7,7 +7,7 @@ import numpy as np
 
 from ..context import Context
 from ..delivery_state import stall_like_runs
-from ..findings import Finding
+from ..findings import Finding, FindingDetails, StopHow
 from ..planning import projected_eos_s
 from ..timeutil import DAY, HOUR, hours
 from ._util import contiguous, offsets
@@ -45,8 +45,8 @@ def detect(ctx: Context) -> list[Finding]:
             f"after ERI{' (around ' + ctx.clock.time(projected) + ')' if projected else ''}: arrange pump "
             "replacement before then, or the child will go into withdrawal.",
             ongoing=True, evidence=eri_ev, direction="withdrawal",
-            details={"projected_eos_utc": ctx.clock.time(projected) if projected else None,
-                     "projected_eos_s": projected}))
+            details=FindingDetails(projected_eos_utc=ctx.clock.time(projected) if projected else None,
+                                   projected_eos_s=projected)))
     if eos_t is not None or state == "eos":
         out.append(Finding(
             "battery_eos", "critical", eos_t, None,
@@ -58,12 +58,12 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def stopped_spans(ctx: Context) -> list[tuple[int, int | None, tuple[int, ...], str, float | None]]:
+def stopped_spans(ctx: Context) -> list[tuple[int, int | None, tuple[int, ...], StopHow, float | None]]:
     """(start, end or None if still stopped, evidence, how, missed mcg or None) for every
     stopped span: programmed stops, and stops the rows show (a ``stopped`` mode, or the pump
     commanding less than its program asks for), placed inside their rows by the volume that
     was not commanded."""
-    spans: list[tuple[int, int | None, tuple[int, ...], str, float | None]] = []
+    spans: list[tuple[int, int | None, tuple[int, ...], StopHow, float | None]] = []
     rows = ctx.rows
     for ps in ctx.rec.program_spans:
         if ps.program.mode == "stopped" and ps.program.source == "log":
@@ -84,7 +84,7 @@ def stopped_spans(ctx: Context) -> list[tuple[int, int | None, tuple[int, ...], 
         if any(x[0] <= start + ctx.interval_s and (x[1] is None or x[1] >= e_arr[b] - ctx.interval_s)
                for x in spans):
             continue
-        how = "delivery rows" if st.stopped_mode[a:b + 1].all() else "commanded nothing"
+        how: StopHow = "delivery rows" if st.stopped_mode[a:b + 1].all() else "commanded nothing"
         if b > a and st.stopped_s[b] < iv[b] - 60:
             end: int | None = int(s_arr[b] + st.stopped_s[b])  # restarted inside its last row
         elif b + 1 < len(rows):
@@ -112,7 +112,7 @@ def _stopped(ctx: Context, eos_t: int | None) -> list[Finding]:
         dur = (e if e is not None else now) - s
         missed = row_missed if row_missed is not None else (before * dur / DAY if before else None)
         at_eos = eos_t is not None and abs(s - eos_t) <= 2 * ctx.interval_s
-        if at_eos and how != "programmed":
+        if at_eos and eos_t is not None and how != "programmed":
             s = eos_t  # the rows only show the interval it happened in
         why = ("at battery end of service" if at_eos
                else "by a programmed stop" if how == "programmed"
@@ -128,8 +128,8 @@ def _stopped(ctx: Context, eos_t: int | None) -> list[Finding]:
             + ("Programming a stop before MRI is not recommended (it hides a stall)."
                if how == "programmed" else ""),
             ongoing=e is None, evidence=ev, missed_mcg=missed, daily_dose_mcg=before or None,
-            direction="withdrawal", details={"how": "eos" if at_eos else how,
-                                             "duration_h": dur / HOUR}))
+            direction="withdrawal", details=FindingDetails(how="eos" if at_eos else how,
+                                                           duration_h=dur / HOUR)))
     return out
 
 

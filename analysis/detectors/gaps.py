@@ -3,13 +3,13 @@ pages), a truncated file, holes in the delivery history and spans whose clock ca
 anchored (after a reset or jump with no sync point).  Nothing can be ruled out there.
 
 One ``history_gap`` finding sums them up for the log (from the first span to the last); each
-span is listed in its explanation and ``details["spans"]``.
+span is listed in its explanation and ``details.spans``.
 """
 
 from __future__ import annotations
 
 from ..context import Context
-from ..findings import Finding
+from ..findings import Finding, FindingDetails, GapSpan
 from ..piecewise import merge_spans
 from ..timeutil import hours
 
@@ -26,7 +26,7 @@ def detect(ctx: Context) -> list[Finding]:
     spans = [*ctx.rec.missing, *ctx.rec.uncertain]
     merged = merge_spans([(s.start_s, s.end_s) for s in spans], join_s=ctx.interval_s)
     parts: list[str] = []
-    listed: list[dict] = []
+    listed: list[GapSpan] = []
     evidence: set[int] = set()
     missed = 0.0
     for a, b in merged:
@@ -68,4 +68,4 @@ def detect(ctx: Context) -> list[Finding]:
         "withdrawal nor overdose can be ruled out there.",
         ongoing=ongoing, evidence=tuple(sorted(evidence))[:8],
         daily_dose_mcg=ctx.rec.daily_dose_at(first or ctx.rec.window[0]) or None,
-        direction="unknown", details={"spans": listed})]
+        direction="unknown", details=FindingDetails(spans=listed))]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..context import Context
-from ..findings import Finding
+from ..findings import DetailSource, Finding, FindingDetails
 from ..timeutil import HOUR, hours
 from ._util import centred_sum, contiguous, flagged_runs, offsets, pct
 
@@ -51,8 +51,9 @@ def _over(ctx: Context) -> list[Finding]:
     # pump commanding more than prescribed
     cmd_flag = usable & (c3 - p3 > np.maximum(acc * p3, min_ml)) & (cmd > presc)
     out = []
-    for flags, own, what in ((rotor_flag, rot - cmd > min_ml, "rotor"),
-                             (cmd_flag, cmd - presc > min_ml, "commanded")):
+    sources: tuple[tuple[np.ndarray, np.ndarray, DetailSource], ...] = (
+        (rotor_flag, rot - cmd > min_ml, "rotor"), (cmd_flag, cmd - presc > min_ml, "commanded"))
+    for flags, own, what in sources:
         for run in flagged_runs(flags, joined, max_gap_rows=1):
             t = _trim(run, own)
             if t is None:
@@ -92,8 +93,8 @@ def _over(ctx: Context) -> list[Finding]:
                 "(guideline 5.2.2).",
                 evidence=offsets(rows, list(range(a, b + 1))), excess_mcg=excess,
                 daily_dose_mcg=dose or None, direction="overdose",
-                details={"source": what, "ratio": ratio,
-                         "procedure": proc.kind if proc else None}))
+                details=FindingDetails(source=what, ratio=ratio,
+                                       procedure=proc.kind if proc else None)))
     return out
 
 
@@ -132,5 +133,5 @@ def _shortfall(ctx: Context) -> list[Finding]:
             f"({pct(missed / dose if dose else None)} of a daily dose) was not delivered. "
             "A failing motor or gear can do this; check at the next refill.",
             ongoing=ongoing, evidence=offsets(rows, list(range(a, b + 1))), missed_mcg=missed,
-            daily_dose_mcg=dose or None, direction="withdrawal", details={"ratio": ratio}))
+            daily_dose_mcg=dose or None, direction="withdrawal", details=FindingDetails(ratio=ratio)))
     return out

@@ -10,7 +10,7 @@ from clinical.titration import TitrationLimits, in_hospital_window_end_s, judge_
 
 from ..context import Context
 from ..episodes import Program
-from ..findings import Finding
+from ..findings import Direction, Finding, FindingDetails
 from ..piecewise import Piecewise
 from ..timeutil import DAY, HOUR, hours
 
@@ -56,7 +56,7 @@ def _titration(ctx: Context) -> list[Finding]:
             days_since_increase=None if last_increase is None else (p.start_s - last_increase) / DAY,
             stopped_h=None if stop_start is None else (p.start_s - stop_start) / HOUR)
         if j.kind == "restart":
-            if j.full_dose_restart:
+            if j.full_dose_restart and stop_start is not None:
                 above = (f" {new:g} mcg/day is also above the {max_dose:g} mcg/day upper limit "
                          "(reached only in significant dystonia, guideline 4.1.5)."
                          if not j.max_ok else "")
@@ -68,21 +68,21 @@ def _titration(ctx: Context) -> list[Finding]:
                     "baclofen, tolerance falls: restarting at the full dose risks overdose. "
                     "Restart lower and re-titrate." + above,
                     ongoing=end is None, evidence=p.offsets[:1], daily_dose_mcg=new,
-                    direction="overdose", details={"stop_h": (p.start_s - stop_start) / HOUR,
-                                                   "previous_dose_mcg": old, "new_dose_mcg": new,
-                                                   "above_max": not j.max_ok,
-                                                   "max_dose_mcg": max_dose}))
+                    direction="overdose", details=FindingDetails(stop_h=(p.start_s - stop_start) / HOUR,
+                                                                 previous_dose_mcg=old, new_dose_mcg=new,
+                                                                 above_max=not j.max_ok,
+                                                                 max_dose_mcg=max_dose)))
             prev, last_increase, stop_start = p, None, None
             continue
         stop_start = None
         excess = missed = None
-        direction = "overdose"
-        if j.unit_error:
+        direction: Direction = "overdose"
+        if j.unit_error and old is not None:
             if new < old:
                 direction, missed = "withdrawal", (old - new) * days_in_effect
             else:
                 excess = (new - old) * days_in_effect
-        elif j.large_cut:
+        elif j.large_cut and prev is not None:
             out.append(_cut(p, prev, end, ctx))
         elif not j.step_ok and j.allowed_mcg_day is not None:
             excess = (new - j.allowed_mcg_day) * days_in_effect
@@ -97,12 +97,12 @@ def _titration(ctx: Context) -> list[Finding]:
                 f"Program change on {ctx.clock.time(p.start_s)}: " + "; ".join(j.problems) + "." + ov,
                 ongoing=end is None, evidence=p.offsets[:1], excess_mcg=excess, missed_mcg=missed,
                 daily_dose_mcg=(old if prev else new) or None,
-                direction=direction, details={"override": p.override, "new_dose_mcg": new,
-                                              "above_max": not j.max_ok,
-                                              "max_dose_mcg": max_dose,
-                                              "unit_error": j.unit_error,
-                                              "previous_dose_mcg": old,
-                                              "in_hospital": j.in_hospital}))
+                direction=direction, details=FindingDetails(override=p.override, new_dose_mcg=new,
+                                                            above_max=not j.max_ok,
+                                                            max_dose_mcg=max_dose,
+                                                            unit_error=j.unit_error,
+                                                            previous_dose_mcg=old,
+                                                            in_hospital=j.in_hospital)))
         prev = p
     return out
 
@@ -121,8 +121,8 @@ def _cut(p: Program, prev: Program, end: int | None, ctx: Context) -> Finding:
         "new dose was intended; watch for withdrawal signs (5.1.2).",
         ongoing=end is None, evidence=p.offsets[:1], missed_mcg=(old - new) * days,
         daily_dose_mcg=old, direction="withdrawal",
-        details={"previous_dose_mcg": old, "new_dose_mcg": new, "decrease_fraction": 1 - new / old,
-                 "override": p.override, "previous_inferred": prev.source == "inferred"})
+        details=FindingDetails(previous_dose_mcg=old, new_dose_mcg=new, decrease_fraction=1 - new / old,
+                               override=p.override, previous_inferred=prev.source == "inferred"))
 
 
 def _concentration(ctx: Context) -> list[Finding]:
@@ -181,7 +181,7 @@ def _concentration(ctx: Context) -> list[Finding]:
             ongoing=ongoing, evidence=ev, excess_mcg=delta if delta > 0 else None,
             missed_mcg=-delta if delta < 0 else None, daily_dose_mcg=dose or None,
             direction="overdose" if factor > 1 else "withdrawal",
-            details={"entered_mcg_ml": entered, "reservoir_mcg_ml": drug, "factor": factor}))
+            details=FindingDetails(entered_mcg_ml=entered, reservoir_mcg_ml=drug, factor=factor)))
     out.extend(_bridge(ctx, refills, tol, out))
     return out
 
@@ -221,6 +221,6 @@ def _bridge(ctx: Context, refills: list, tol: float, mismatches: list[Finding]) 
             missed_mcg=-delta if delta < 0 else None,
             daily_dose_mcg=rec.daily_dose_at(rf.time_s) or None,
             direction="overdose" if delta > 0 else "withdrawal",
-            details={"old_mcg_ml": old, "new_mcg_ml": new, "bridge_bolus": False}))
+            details=FindingDetails(old_mcg_ml=old, new_mcg_ml=new, bridge_bolus=False)))
     return out
 

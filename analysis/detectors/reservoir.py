@@ -9,10 +9,11 @@ its low/empty alarms, computed from the estimate, come too late or never).
 
 from __future__ import annotations
 
+from functools import partial
 from itertools import pairwise
 
 from ..context import Context
-from ..findings import Finding
+from ..findings import Finding, FindingDetails
 from ..piecewise import merge_spans
 from ..timeutil import DAY
 from ._util import contiguous, flagged_runs, offsets, pct
@@ -56,9 +57,9 @@ def _refill_discrepancies(ctx: Context) -> list[Finding]:
                  f"pump and {100 * acc:.1f}% labeled accuracy"
                  + (f" of the {used:.2f} mL the pump counted since the last refill" if used else "")
                  + ")")
-        details = {"expected_ml": rf.expected_residual_ml, "measured_ml": rf.measured_residual_ml,
-                   "difference_ml": diff, "limit_ml": tol, "used_ml": used,
-                   "actual_over_expected": ratio}
+        details = partial(FindingDetails, expected_ml=rf.expected_residual_ml,
+                          measured_ml=rf.measured_residual_ml, difference_ml=diff, limit_ml=tol,
+                          used_ml=used, actual_over_expected=ratio)
         if diff > tol:
             mcg = diff * conc
             out.append(Finding(
@@ -70,10 +71,9 @@ def _refill_discrepancies(ctx: Context) -> list[Finding]:
                 "occlusion or kink (not visible in telemetry). Withdrawal risk; if it recurs, "
                 "investigate the pump and catheter.",
                 evidence=(rf.offset,), missed_mcg=mcg, daily_dose_mcg=dose or None,
-                direction="withdrawal", details=details))
+                direction="withdrawal", details=details()))
         elif -diff > tol and ratio is not None and ratio > implausible:
             missed = float(ctx.rec.prescribed_mcg.integral(start, rf.time_s))
-            details["drug_missing"] = True
             out.append(Finding(
                 "refill_over_infusion", "critical", start, rf.time_s,
                 f"At the refill on {ctx.clock.time(rf.time_s)} the reservoir was nearly empty: {basis}. "
@@ -85,11 +85,10 @@ def _refill_discrepancies(ctx: Context) -> list[Finding]:
                 "may not have been delivered. Treat as withdrawal (guideline 5.1); examine the "
                 "pump site.",
                 evidence=(rf.offset,), missed_mcg=missed, daily_dose_mcg=dose or None,
-                direction="withdrawal", details=details))
+                direction="withdrawal", details=details(drug_missing=True)))
         elif -diff > tol:
             mcg = -diff * conc
             dry = rf.measured_residual_ml <= empty_ml < rf.expected_residual_ml
-            details["may_have_run_dry"] = dry
             text = (f"At the refill on {ctx.clock.time(rf.time_s)} less drug was left than the pump "
                     f"expected: {basis}. The pump over-infused about {mcg:.0f} mcg "
                     f"({pct(mcg / dose if dose else None)} of a daily dose) more than "
@@ -102,7 +101,7 @@ def _refill_discrepancies(ctx: Context) -> list[Finding]:
             out.append(Finding(
                 "refill_over_infusion", "critical" if dry else "warning", start, rf.time_s, text,
                 evidence=(rf.offset,), excess_mcg=mcg, daily_dose_mcg=dose or None,
-                direction="both" if dry else "overdose", details=details))
+                direction="both" if dry else "overdose", details=details(may_have_run_dry=dry)))
         prev = rf
     return out
 
@@ -122,8 +121,8 @@ def _empty(ctx: Context) -> list[Finding]:
 
     for a in ctx.ep.alarms:
         if a.alarm == "empty_reservoir":
-            end = a.cleared_s if a.cleared_s is not None else end_after(a.raised_s)
-            spans.append((a.raised_s, end))
+            cleared = a.cleared_s if a.cleared_s is not None else end_after(a.raised_s)
+            spans.append((a.raised_s, cleared))
             ev.setdefault(a.raised_s, []).extend(a.offsets)
     rows = ctx.rows
     if len(rows):
@@ -199,8 +198,8 @@ def _low_projection(ctx: Context) -> list[Finding]:
         f"{safe:g} mL {when}, and empty in about {empty_days:.0f} days. Withdrawal can begin "
         "above the low-reservoir alarm level, before the alarm sounds. Bring the refill forward.",
         ongoing=True, evidence=ev, daily_dose_mcg=st.daily_dose_mcg_day or None,
-        direction="withdrawal", details={"days_to_safe_residual": days,
-                                         "worst_case_residual_ml": worst_now})]
+        direction="withdrawal", details=FindingDetails(days_to_safe_residual=days,
+                                                       worst_case_residual_ml=worst_now))]
 
 
 def _overdue(ctx: Context) -> list[Finding]:

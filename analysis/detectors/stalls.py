@@ -18,7 +18,7 @@ import numpy as np
 from ..context import Context, Procedure
 from ..delivery_state import stall_like_runs
 from ..episodes import Mark
-from ..findings import Finding
+from ..findings import Finding, FindingDetails
 from ..timeutil import HOUR, Clock, hours
 from ._util import contiguous, offsets, pct
 
@@ -147,13 +147,13 @@ def _finish(ctx: Context, eps: list[StallEpisode]) -> None:
     for ep in eps:
         if ep.rotor_end_s is not None:
             ep.end_s = ep.rotor_end_s
-        elif ep.rows:  # stalled to the last row of its run
+        elif ep.rows and ep.last_stalled_row_end_s is not None:  # stalled to the last row of its run
             reaches_end = ep.rows[-1] == n - 1
             rec_after = (ep.recovery is not None
                          and ep.recovery.time_s >= ep.last_stalled_row_end_s - ctx.interval_s)
             if reaches_end and status.motor_stalled:
                 ep.ongoing = True
-            elif rec_after:
+            elif rec_after and ep.recovery is not None:
                 ep.end_s = ep.recovery.time_s
                 if ep.recovery.time_s >= now - tol and ep.recovery.time_s >= ep.last_stalled_row_end_s:
                     ep.restarted_by_interrogation = _at_interrogation(ctx, ep.recovery.time_s)
@@ -299,11 +299,11 @@ def detect(ctx: Context) -> list[Finding]:
         latency = None
         if ep.procedure is not None and ep.end_s is not None:
             latency = (ep.end_s - ep.procedure.end_s) / HOUR
-        details = {"cause": "procedure" if ep.procedure else "spontaneous",
-                   "procedure": ep.procedure.kind if ep.procedure else None,
-                   "recovery_latency_h": latency, "notes": list(ep.notes),
-                   "restarted_by_interrogation": ep.restarted_by_interrogation,
-                   "logged": ep.record is not None}
+        details = FindingDetails(cause="procedure" if ep.procedure else "spontaneous",
+                                 procedure=ep.procedure.kind if ep.procedure else None,
+                                 recovery_latency_h=latency, notes=list(ep.notes),
+                                 restarted_by_interrogation=ep.restarted_by_interrogation,
+                                 logged=ep.record is not None)
         out.append(Finding(
             "motor_stall", "critical" if ep.ongoing else "warning", ep.start_s, ep.end_s,
             _explain(ep, dose, now, r.number("stalls", "reported_mri_recovery_delay_h"), ctx.clock),
@@ -327,7 +327,7 @@ def detect(ctx: Context) -> list[Finding]:
                 "long are a risk factor for later over-infusion (manufacturer update 2016); "
                 "watch for overdose after the motor restarts and check the next refill volume.",
                 ongoing=ep.ongoing, evidence=ev, daily_dose_mcg=dose or None, direction="overdose",
-                details={"duration_h": dur_h}))
+                details=FindingDetails(duration_h=dur_h)))
         out.extend(_unlogged(ctx, ep, tol, ev, dose))
     out.extend(_intermittent(ctx, eps))
     return out
@@ -350,7 +350,7 @@ def _unlogged(ctx: Context, ep: StallEpisode, tol: float, ev: tuple[int, ...],
             f"the motor-stall recovery {when}. The pump's own alarm state may be stale; "
             "confirm the motor is running with the programmer and re-interrogate later.",
             ongoing=rec is None, evidence=ev, daily_dose_mcg=dose or None, direction="unknown",
-            details={"type": "rotor_turning_no_record"})]
+            details=FindingDetails(type="rotor_turning_no_record"))]
     still = [i for i in ep.rows if ctx.rows["start_s"].iat[i] >= rec.time_s + tol] if rec else []
     if rec is not None and still and (ep.rotor_end_s is None or ep.rotor_end_s >= now - tol):
         after = [i for i in ep.rows if ctx.rows["start_s"].iat[i] >= rec.time_s]
@@ -362,7 +362,7 @@ def _unlogged(ctx: Context, ep: StallEpisode, tol: float, ev: tuple[int, ...],
             "show the rotor still not turning after it (as when the pump is left in telemetry "
             "mode while alarming). Delivery resumes only when the pump is interrogated.",
             ongoing=ep.ongoing, evidence=ev, missed_mcg=missed, daily_dose_mcg=dose or None,
-            direction="withdrawal", details={"type": "record_but_rotor_stalled"})]
+            direction="withdrawal", details=FindingDetails(type="record_but_rotor_stalled"))]
     return []
 
 
@@ -393,5 +393,5 @@ def _intermittent(ctx: Context, eps: list[StallEpisode]) -> list[Finding]:
             "explain them: repeated stalls are a sign of motor failure (shaft wear, gear "
             "corrosion). Contact the manufacturer; pump replacement may be needed.",
             ongoing=last.ongoing, evidence=ev, missed_mcg=missed, daily_dose_mcg=dose or None,
-            direction="withdrawal", details={"count": len(c)}))
+            direction="withdrawal", details=FindingDetails(count=len(c))))
     return out

@@ -4,12 +4,12 @@ interrogation report, as PDF (A4, drawn with matplotlib) or self-contained HTML.
 ``write_check_report(result, log, path)`` and
 ``write_interrogation_report(log, path, clock=None, assessment=None)`` pick the format from the
 file suffix (``.pdf``, ``.html``/``.htm``) and write the file atomically.  Both formats carry the
-same content (``content``), times in the user's zone with its label, and the disclaimer on every
-page: the reports support, and do not replace, the manufacturer's programmer and clinical
-judgement.  The zone is the analysis' :class:`analysis.timeutil.Clock` (the check's
-``result.clock``, the assessment's ``clock``): the one that wrote the explanations also writes
-every other time and label.  Importing this package loads no plotting library; writing a report
-does.
+same content (the blocks built by ``check_report`` or ``interrogation_report``), times in the
+user's zone with its label, and the disclaimer on every page: the reports support, and do not
+replace, the manufacturer's programmer and clinical judgement.  The zone is the analysis'
+:class:`analysis.timeutil.Clock` (the check's ``result.clock``, the assessment's ``clock``): the
+one that wrote the explanations also writes every other time and label.  Importing this package
+loads no plotting library; writing a report does.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _render(report: Any, fmt: str) -> bytes:
 def write_check_report(result: Any, log: InterrogationLog, path: str | Path) -> Path:
     """Write the two-hour check ``result`` (``analysis.check.CheckResult``) of ``log`` as a PDF or
     HTML report at ``path`` with times in the check's zone (``result.clock``); returns the path."""
-    from .content import build_check
+    from .check_report import build_check
 
     fmt = report_format(path)
     data = _render(build_check(result, log), fmt)
@@ -78,7 +78,7 @@ def write_interrogation_report(
     the assessment's clock (UTC unless ``clock`` is given); ``clock``, if given with an
     assessment, must be in its zone (ValueError otherwise)."""
     from ..assessment import analyse
-    from .content import build_interrogation
+    from .interrogation_report import build_interrogation
 
     fmt = report_format(path)
     if assessment is None:
@@ -88,7 +88,7 @@ def write_interrogation_report(
                          "analyse with the report's clock (analyse(log, clock=clock))")
     else:
         a = assessment
-    plan = refill_plan(log, rules, now_s=a.details.get("now_s"))
+    plan = refill_plan(log, rules, now_s=a.now_s)
     data = _render(build_interrogation(log, a, plan, rules), fmt)
     atomic_write_bytes(path, [data])
     return Path(path)

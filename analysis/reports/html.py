@@ -13,7 +13,7 @@ import html
 import io
 from typing import Any
 
-from .content import (
+from .blocks import (
     Banner,
     Bullets,
     Callout,
@@ -24,8 +24,8 @@ from .content import (
     Report,
     RiskPair,
     Table,
-    level_word,
 )
+from .sections import level_word
 from .text import clean
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"

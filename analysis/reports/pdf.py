@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.textpath import TextToPath
 
 from . import figures
-from .content import (
+from .blocks import (
     Banner,
     Bullets,
     Callout,
@@ -31,8 +31,8 @@ from .content import (
     Report,
     RiskPair,
     Table,
-    level_word,
 )
+from .sections import level_word
 from .text import clean
 
 W, H = 595.28, 841.89  # A4 in points

@@ -566,7 +566,7 @@ def run_dask(tasks: Sequence[LogTask], workers: int, scheduler: str | None = Non
         # Ctrl-C: stop quietly; what is done is in its part file, the rest is cancelled
         interrupted = True
         dlog.setLevel(logging.CRITICAL)
-        if futures:
+        if futures and client is not None:
             with contextlib.suppress(Exception):
                 client.cancel(futures)
         raise
@@ -820,8 +820,8 @@ def run_cohort(paths: Iterable[str | Path], out_dir: str | Path, *, workers: int
     progress.close()
     failed = {r.path for r in results if not r.ok}
     failures += [Failure(r.path, r.reason, r.stage) for r in results if not r.ok]
-    done = [(t.log_id, t.part) for t in tasks if t.path not in failed]
-    rows, small, bad = combine(out, done)
+    completed = [(t.log_id, t.part) for t in tasks if t.path not in failed]
+    rows, small, bad = combine(out, completed)
     path_of = {t.log_id: t.path for t in tasks}
     bad = [Failure(path_of.get(f.path, f.path), f.reason, f.stage) for f in bad]
     for f in bad:

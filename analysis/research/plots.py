@@ -4,12 +4,15 @@ titration step sizes.
 
 Every function returns a :class:`matplotlib.figure.Figure` drawn on the non-interactive Agg
 canvas (no pyplot, no global state, safe in worker processes); save it with
-:func:`save_png`.  Axes carry units; times are UTC and labelled so.  matplotlib is imported
-here only, so ``import analysis`` never needs it (install the ``plots`` extra).
+:func:`save_png`.  Axes carry units; times are UTC and labelled so.  The palette, the time axis,
+the shading and the delivery and reservoir drawing are :mod:`analysis.plotting`'s, shared with
+the printable reports.  matplotlib is imported here and inside ``analysis.plotting``'s functions
+only, so ``import analysis`` never needs it (install the ``plots`` extra).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,17 +20,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 from clinical.rules import Rules, get_rules
 from parsers import InterrogationLog
 
 from ..context import Procedure, coerce_procedures
+from ..plotting import COLORS, date_num, date_nums, delivery_steps, no_data, reservoir, shade, time_axis
+from ..timeutil import DAY, to_seconds
 from . import tables as history_tables
 
-COLORS = {"prescribed": "#1f77b4", "commanded": "#7f7f7f", "delivered": "#d62728",
-          "refill": "#2ca02c", "alarm": "#ff7f0e", "missing": "#dddddd"}
 FIGSIZE = (9.0, 4.0)
 
 
@@ -51,25 +53,6 @@ def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     return Path(path)
 
 
-def _naive_utc(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
-    """Aware times as naive UTC datetime64 (matplotlib reads naive times as UTC)."""
-    idx = pd.DatetimeIndex(values)
-    if idx.tz is not None:
-        idx = idx.tz_convert("UTC").tz_localize(None)
-    return idx.to_numpy()
-
-
-def _time_axis(ax: Any, label: str = "time (UTC)") -> None:
-    loc = AutoDateLocator()
-    ax.xaxis.set_major_locator(loc)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(loc))
-    ax.set_xlabel(label)
-
-
-def _no_data(ax: Any, text: str = "no data") -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
-
-
 def _title(log: InterrogationLog | None, what: str) -> str:
     if log is None:
         return what
@@ -86,29 +69,28 @@ def daily_dose_figure(data: InterrogationLog | pd.DataFrame, *, title: str | Non
     scaled to a whole day from the hours the delivery history covers; days with missing
     history are shaded.
     """
-    log = data if isinstance(data, InterrogationLog) else None
-    dd = history_tables.daily_dose(log, rules=rules) if log is not None else data
+    if isinstance(data, InterrogationLog):
+        log, dd = data, history_tables.daily_dose(data, rules=rules)
+    else:
+        log, dd = None, data
     fig = new_figure()
     ax = fig.axes[0]
     ax.set_title(title or _title(log, "Daily dose"))
     ax.set_ylabel("daily dose (mcg/day)")
-    _time_axis(ax, "date (UTC)")
+    time_axis(ax, dt.UTC, "date (UTC)")
     if dd.empty:
-        _no_data(ax)
+        no_data(ax)
         return fig
-    x = _naive_utc(dd["day"])
-    edges = np.append(x, x[-1] + np.timedelta64(1, "D"))
+    x = to_seconds(dd["day"])
+    edges = np.append(x, x[-1] + DAY)
     cov = dd["hours_covered"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         cmd = np.where(cov > 0, dd["commanded_mcg"].to_numpy(dtype=float) / cov * 24, np.nan)
         rot = np.where(cov > 0, dd["rotor_mcg"].to_numpy(dtype=float) / cov * 24, np.nan)
     presc = dd["prescribed_daily_dose_mcg"].to_numpy(dtype=float)
-    ax.stairs(presc, edges, color=COLORS["prescribed"], lw=2, baseline=None, label="prescribed (program)")
-    ax.stairs(cmd, edges, color=COLORS["commanded"], lw=1, ls="--", baseline=None, label="commanded")
-    ax.stairs(rot, edges, color=COLORS["delivered"], lw=1.2, baseline=None,
-              label="delivered (rotor-confirmed)")
-    for day in x[dd["history_missing"].to_numpy(dtype=bool)]:
-        ax.axvspan(day, day + np.timedelta64(1, "D"), color=COLORS["missing"], lw=0, zorder=0)
+    delivery_steps(ax, edges, presc, cmd, rot,
+                   labels=("prescribed (program)", "commanded", "delivered (rotor-confirmed)"))
+    shade(ax, [(day, day + DAY) for day in x[dd["history_missing"].to_numpy(dtype=bool)]], "gap")
     top = np.nanmax(np.concatenate([presc, rot, cmd, [1.0]]))
     ax.set_ylim(0, top * 1.15)
     ax.legend(loc="lower right", fontsize="small")
@@ -124,25 +106,22 @@ def reservoir_figure(log: InterrogationLog, *, title: str | None = None,
     ax = fig.axes[0]
     ax.set_title(title or _title(log, "Reservoir"))
     ax.set_ylabel("reservoir volume (mL, pump estimate)")
-    _time_axis(ax)
+    time_axis(ax, dt.UTC, "time (UTC)")
     d = log.delivery
     threshold = (float(log.status.low_reservoir_alarm_ml)
                  if log.status_ok and log.status.low_reservoir_alarm_ml > 0
                  else r.number("pump", "low_reservoir_alarm_ml_default"))
-    ax.axhline(threshold, color=COLORS["alarm"], ls="--", lw=1,
-               label=f"low-reservoir alarm ({threshold:g} mL)")
     if d.empty:
-        _no_data(ax)
+        reservoir(ax, np.zeros(0), np.zeros(0), alarm_ml=threshold)
+        no_data(ax)
         ax.legend(loc="upper right", fontsize="small")
         return fig
-    ax.plot(_naive_utc(d["time_utc"]), d["reservoir_ml"].to_numpy(dtype=float),
-            color=COLORS["prescribed"], lw=1, label="reservoir estimate")
     rf = history_tables.refills(log, rules=r)
+    t = to_seconds(rf["time_utc"]) if len(rf) else np.zeros(0, np.int64)
+    reservoir(ax, to_seconds(d["time_utc"]), d["reservoir_ml"].to_numpy(dtype=float), alarm_ml=threshold,
+              refills_s=t.tolist(), label="reservoir estimate")
     if len(rf):
-        t = _naive_utc(rf["time_utc"])
-        for i, ti in enumerate(t):
-            ax.axvline(ti, color=COLORS["refill"], lw=0.8, alpha=0.7, label="refill" if i == 0 else None)
-        ax.plot(t, rf["measured_residual_ml"].to_numpy(dtype=float), "x", color=COLORS["delivered"],
+        ax.plot(date_nums(t), rf["measured_residual_ml"].to_numpy(dtype=float), "x", color=COLORS["measured"],
                 label="residual measured at refill")
     ax.set_ylim(bottom=0, top=max(float(log.header.model_ml), float(d["reservoir_ml"].max())) * 1.05)
     ax.legend(loc="upper right", fontsize="small")
@@ -158,32 +137,32 @@ def stall_timeline_figure(data: InterrogationLog | pd.DataFrame,
 
     ``data`` is a log (its stalls are found with ``procedures``) or a ``history_tables.stalls`` table.
     """
-    log = data if isinstance(data, InterrogationLog) else None
     procs = coerce_procedures(procedures)
-    st = history_tables.stalls(log, procs, rules=rules) if log is not None else data
+    if isinstance(data, InterrogationLog):
+        log, st = data, history_tables.stalls(data, procs, rules=rules)
+    else:
+        log, st = None, data
     fig = new_figure(size=(9.0, 3.0))
     ax = fig.axes[0]
     ax.set_title(title or _title(log, "Motor stalls"))
-    _time_axis(ax)
+    time_axis(ax, dt.UTC, "time (UTC)")
     ax.set_ylabel("cause")
-    for i, p in enumerate(procs):
-        ax.axvspan(_naive_utc(pd.DatetimeIndex([p.start]))[0], _naive_utc(pd.DatetimeIndex([p.end]))[0],
-                   color=COLORS["alarm"], alpha=0.25, lw=0, label="procedure window" if i == 0 else None)
+    shade(ax, [(p.start_s, p.end_s) for p in procs], "procedure", label="procedure window")
     if st.empty:
-        _no_data(ax, "no motor stalls")
+        no_data(ax, "no motor stalls")
         ax.set_yticks([])
         return fig
     lanes = _cause_labels(st)
     names = sorted(set(lanes), key=lambda s: (s == "spontaneous", s))
-    start = _naive_utc(st["start_utc"])
-    dur = (st["duration_h"].to_numpy(dtype=float) * 3600e3).astype("timedelta64[ms]")
+    start = to_seconds(st["start_utc"])
+    dur_s = st["duration_h"].to_numpy(dtype=float) * 3600
     ongoing = st["ongoing"].to_numpy(dtype=bool)
     for k, name in enumerate(names):
         sel = np.flatnonzero(lanes == name)
         for j in sel:
-            ax.broken_barh([(start[j], max(dur[j], np.timedelta64(60_000, "ms")))], (k - 0.35, 0.7),
-                           facecolors=COLORS["delivered"], hatch="//" if ongoing[j] else None,
-                           edgecolor="black" if ongoing[j] else COLORS["delivered"])
+            ax.broken_barh([(date_num(start[j]), max(dur_s[j], 60.0) / DAY)], (k - 0.35, 0.7),
+                           facecolors=COLORS["stall"], hatch="//" if ongoing[j] else None,
+                           edgecolor="black" if ongoing[j] else COLORS["stall"], zorder=2)
     ax.set_yticks(range(len(names)), names)
     ax.set_ylim(-0.7, len(names) - 0.3)
     if ongoing.any():
@@ -219,9 +198,9 @@ def refill_discrepancy_figure(refills: pd.DataFrame, *,
     pct = (refills["discrepancy_pct_of_used"].dropna().to_numpy(dtype=float)
            if len(refills) else np.zeros(0))
     if len(ml):
-        ax_ml.hist(ml, bins=min(40, max(5, len(ml) // 5)), color=COLORS["prescribed"])
+        ax_ml.hist(ml, bins=min(40, max(5, len(ml) // 5)), color=COLORS["bars"])
     else:
-        _no_data(ax_ml)
+        no_data(ax_ml)
     limits = r.get("pump", "refill_discrepancy_ml")
     for k, lim in enumerate(sorted({float(v) for v in limits.values()})):
         models = "/".join(f"{m} mL" for m, v in limits.items() if float(v) == lim)
@@ -230,9 +209,9 @@ def refill_discrepancy_figure(refills: pd.DataFrame, *,
         ax_ml.axvline(-lim, color=COLORS["alarm"], ls="--" if k == 0 else ":", lw=1)
     ax_ml.legend(loc="upper left", fontsize="small")
     if len(pct):
-        ax_pct.hist(pct, bins=min(40, max(5, len(pct) // 5)), color=COLORS["prescribed"])
+        ax_pct.hist(pct, bins=min(40, max(5, len(pct) // 5)), color=COLORS["bars"])
     else:
-        _no_data(ax_pct)
+        no_data(ax_pct)
     ax_pct.axvline(acc, color=COLORS["alarm"], ls="--", lw=1, label=f"±{acc:g}% labeled accuracy")
     ax_pct.axvline(-acc, color=COLORS["alarm"], ls="--", lw=1)
     ax_pct.legend(loc="upper right", fontsize="small")
@@ -248,7 +227,7 @@ def stall_durations_figure(stalls: pd.DataFrame) -> Figure:
     ax.set_ylabel("stall duration (h)")
     ax.set_xlabel("cause")
     if stalls.empty:
-        _no_data(ax, "no motor stalls")
+        no_data(ax, "no motor stalls")
         return fig
     lanes = _cause_labels(stalls)
     names = sorted(set(lanes), key=lambda s: (s == "spontaneous", s))
@@ -260,11 +239,11 @@ def stall_durations_figure(stalls: pd.DataFrame) -> Figure:
     for k, n in enumerate(names):
         sel = lanes == n
         x = k + rng.uniform(-0.15, 0.15, sel.sum())
-        ax.scatter(x[~ongoing[sel]], dur[sel][~ongoing[sel]], s=12, color=COLORS["delivered"], zorder=3)
+        ax.scatter(x[~ongoing[sel]], dur[sel][~ongoing[sel]], s=12, color=COLORS["stall"], zorder=3)
         ax.scatter(x[ongoing[sel]], dur[sel][ongoing[sel]], s=18, facecolors="none",
-                   edgecolors=COLORS["delivered"], zorder=3)
+                   edgecolors=COLORS["stall"], zorder=3)
     if ongoing.any():
-        ax.scatter([], [], s=18, facecolors="none", edgecolors=COLORS["delivered"],
+        ax.scatter([], [], s=18, facecolors="none", edgecolors=COLORS["stall"],
                    label="still stalled at interrogation (duration to it)")
         ax.legend(loc="upper right", fontsize="small")
     ax.set_xticks(range(len(names)), [f"{n}\n(n={len(d)})" for n, d in zip(names, data, strict=True)])
@@ -287,13 +266,13 @@ def titration_steps_figure(titration: pd.DataFrame, *,
     ax.set_ylabel("steps")
     ax.axvline(limit, color=COLORS["alarm"], ls="--", lw=1, label=f"guideline maximum +{limit:g}%")
     if steps.empty:
-        _no_data(ax)
+        no_data(ax)
     else:
         pct = steps["step_pct"].to_numpy(dtype=float)
         ok = steps["within_guideline"].to_numpy(dtype=bool)
         bins = np.histogram_bin_edges(pct[np.isfinite(pct)], bins=min(40, max(5, len(pct) // 5)))
-        ax.hist([pct[ok], pct[~ok]], bins=bins, stacked=True,
-                color=[COLORS["prescribed"], COLORS["delivered"]],
+        ax.hist([pct[ok], pct[~ok]], bins=bins.tolist(), stacked=True,
+                color=[COLORS["bars"], COLORS["outside"]],
                 label=["within guideline", "outside guideline"])
     ax.legend(loc="upper right", fontsize="small")
     return fig

@@ -128,7 +128,7 @@ def score_sample(log_path: str | Path, truth: Mapping[str, Any],
         for e in expected:
             sc.missed[e["kind"]] = sc.missed.get(e["kind"], 0) + 1
         return sc
-    now = int(a.details["now_s"])
+    now = a.now_s
     sc.found, sc.missed, sc.false = match_findings(expected, a.findings, now)
     sc.risk = {k: r.level for k, r in a.risks.items()}
     sc.missed_mcg_estimate = sum(f.missed_mcg or 0.0 for f in a.findings

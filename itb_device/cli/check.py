@@ -18,10 +18,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from itb_device.cli.errors import UserError
 from itb_device.cli.options import local_zone, parse_user_time
+
+if TYPE_CHECKING:  # the analysis is imported when a check runs, not when the command line starts
+    from analysis.check import CheckResult
+    from parsers import InterrogationLog
 
 EPILOG = """\
 exit status:
@@ -111,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def source_of(path: Path, log: Any) -> dict[str, Any]:
+def source_of(path: Path, log: InterrogationLog) -> dict[str, str | None]:
     """What a check was computed from: the log's file name (as given), its SHA-256 and the pump
     serial in its header (``None`` when the header is damaged)."""
     digest = hashlib.sha256()
@@ -129,7 +133,7 @@ def _colour_ok() -> bool:
 _COLOURS = {"OK": "\033[1;32m", "REVIEW": "\033[1;33m", "URGENT": "\033[1;41;97m"}
 
 
-def render_text(result: Any, log: Any, *, colour: bool = False) -> str:
+def render_text(result: CheckResult, log: InterrogationLog, *, colour: bool = False) -> str:
     """The check as plain text for a terminal, times with the check's clock (``result.clock``);
     colour only for the verdict, when asked; control characters from the log escaped."""
     from analysis.risk import checklist
@@ -144,7 +148,7 @@ def render_text(result: Any, log: Any, *, colour: bool = False) -> str:
         f"ITB pump check after {'MRI' if p.kind == 'mri' else 'surgery with diathermy'}"
         f"  -  pump {log.header.serial or 'unknown'} ({log.header.model_ml} mL)",
         f"Procedure: {clock.time(p.start_s)} to {clock.time(p.end_s)}"
-        + ("  (start assumed)" if result.details.get("assumed_start") else ""),
+        + ("  (start assumed)" if result.assumed_start else ""),
         f"Interrogated: {clock.time(result.interrogated_s)} ({result.hours_after_end:.1f} h after the end)",
         "",
         f"VERDICT: {verdict}",
