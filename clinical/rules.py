@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 DEFAULT_RULES = Path(__file__).with_name("clinical_rules.toml")
 ENV_VAR = "ITB_CLINICAL_RULES"
@@ -213,6 +213,10 @@ def _load(path: str | None, from_env: bool) -> Rules:
         raise RulesError(f"cannot read clinical rules {source}: {exc}") from exc
     validate_rules(override, source, base)
     return Rules(deep_merge(base, override), source)
+
+
+# What every function taking rules accepts (see :func:`get_rules`).
+RulesLike: TypeAlias = "Rules | Mapping[str, Any] | str | Path | None"
 
 
 def get_rules(rules: Rules | Mapping[str, Any] | str | Path | None = None) -> Rules:

@@ -15,13 +15,19 @@ loads no plotting library; writing a report does.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from clinical.rules import RulesLike
 from parsers import InterrogationLog
 from parsers.writer import atomic_write_bytes
 
 from ..planning import DoseStep, Milestone, RefillPlan, dose_steps, refill_plan
 from ..timeutil import Clock
+
+if TYPE_CHECKING:
+    from ..assessment import Assessment
+    from ..check import CheckResult
+    from .blocks import Report
 
 SUFFIXES = {".pdf": "pdf", ".html": "html", ".htm": "html"}
 
@@ -46,7 +52,7 @@ def report_format(path: str | Path) -> str:
     return fmt
 
 
-def _render(report: Any, fmt: str) -> bytes:
+def _render(report: Report, fmt: str) -> bytes:
     if fmt == "pdf":
         from .pdf import render
     else:
@@ -54,7 +60,7 @@ def _render(report: Any, fmt: str) -> bytes:
     return render(report)
 
 
-def write_check_report(result: Any, log: InterrogationLog, path: str | Path) -> Path:
+def write_check_report(result: CheckResult, log: InterrogationLog, path: str | Path) -> Path:
     """Write the two-hour check ``result`` (``analysis.check.CheckResult``) of ``log`` as a PDF or
     HTML report at ``path`` with times in the check's zone (``result.clock``); returns the path."""
     from .check_report import build_check
@@ -69,8 +75,8 @@ def write_interrogation_report(
     log: InterrogationLog,
     path: str | Path,
     clock: Clock | None = None,
-    assessment: Any = None,
-    rules: Any = None,
+    assessment: Assessment | None = None,
+    rules: RulesLike = None,
 ) -> Path:
     """Write the general interrogation report of ``log`` (status, refill planning, dose
     history, findings and risks) at ``path``; returns the path.  ``assessment`` is

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from clinical.rules import RulesLike
 from parsers import InterrogationLog
 
 from ..assessment import Assessment
@@ -39,7 +40,7 @@ def _num(x: float | None, unit: str = "", nd: int = 0) -> str:
     return f"{x:,.{nd}f}{(' ' + unit) if unit else ''}"
 
 
-def build_check(result: CheckResult, log: InterrogationLog, rules: Any = None) -> Report:
+def build_check(result: CheckResult, log: InterrogationLog, rules: RulesLike = None) -> Report:
     """The content of the two-hour check report (with the rules the analysis used, unless
     ``rules`` are given), its times shown with the check's clock (``result.clock``)."""
     from clinical.rules import get_rules

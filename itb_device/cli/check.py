@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from itb_device.cli.errors import UserError
-from itb_device.cli.options import local_zone, parse_user_time
+from itb_device.cli.options import local_zone, parse_user_time, rules_for
 
 if TYPE_CHECKING:  # the analysis is imported when a check runs, not when the command line starts
     from analysis.check import CheckResult
@@ -82,17 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
     from analysis.check import VERDICTS, check
     from analysis.timeutil import Clock
-    from clinical.rules import InputError, get_rules
     from parsers import read_log
 
-    try:
-        rules = get_rules(args.rules)
-        if args.weight_kg is not None:  # one plausible range for every command: [patient] weight_kg_range
-            rules.check_weight(args.weight_kg)
-    except InputError as exc:
-        raise UserError(f"--weight-kg: {exc}") from exc
-    except (OSError, ValueError) as exc:
-        raise UserError(str(exc)) from exc
+    rules = rules_for(args.rules, args.weight_kg)  # one plausible weight range for every command
     log = read_log(args.log)
     result = check(log, args.after, end, start, weight_kg=args.weight_kg, rules=rules, clock=Clock(zone))
     if args.json:

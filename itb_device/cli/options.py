@@ -6,9 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from itb_device.cli.errors import UserError
 from parsers.atomic import remove_stale_temp_files
+
+if TYPE_CHECKING:
+    from clinical.rules import Rules
 
 
 def local_zone(name: str | None) -> dt.tzinfo:
@@ -54,6 +58,23 @@ def parse_user_time(text: str, zone: dt.tzinfo, option: str) -> dt.datetime:
             f"e.g. {early.isoformat(timespec='minutes')} or {late.isoformat(timespec='minutes')}"
         )
     return early
+
+
+def rules_for(path: Path | None, weight_kg: float | None = None) -> Rules:
+    """The clinical rules (``--rules`` or the default), and the child's ``--weight-kg`` checked
+    against their one plausible range (``[patient] weight_kg_range``): a bad file or weight is a
+    UserError naming the option."""
+    from clinical.rules import InputError, get_rules
+
+    try:
+        rules = get_rules(path)
+        if weight_kg is not None:
+            rules.check_weight(weight_kg)
+    except InputError as exc:
+        raise UserError(f"--weight-kg: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    return rules
 
 
 def check_output_file(path: Path, option: str, suffixes: tuple[str, ...] = ()) -> None:

@@ -35,7 +35,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Analyse the log and write the report."""
-    from itb_device.cli.options import local_zone
+    from itb_device.cli.options import local_zone, rules_for
 
     if args.output.suffix.lower() not in (".pdf", ".html", ".htm"):
         raise UserError(f"{args.output.name}: the report must be a .pdf or .html file")
@@ -47,17 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
     from analysis import analyse
     from analysis.timeutil import Clock
-    from clinical.rules import InputError, get_rules
     from parsers import read_log
 
-    try:
-        rules = get_rules(args.rules)
-        if args.weight_kg is not None:  # one plausible range for every command: [patient] weight_kg_range
-            rules.check_weight(args.weight_kg)
-    except InputError as exc:
-        raise UserError(f"--weight-kg: {exc}") from exc
-    except (OSError, ValueError) as exc:
-        raise UserError(str(exc)) from exc
+    rules = rules_for(args.rules, args.weight_kg)  # one plausible weight range for every command
     log = read_log(args.log)
     for p in log.problems:
         print(f"itb report: {p.severity}: {printable(p)}", file=sys.stderr)
