@@ -2,8 +2,9 @@
 
 ``itb_device.open(url)`` opens a programmer session: ``sim://`` (simulated pump),
 ``file://PATH.itblog`` (read-only replay), a serial device path or ``socket://HOST:PORT``
-(a pump, or ``itb pump-sim``, over the wire protocol).  Uses ``parsers``; never imports
-``analysis``.  The names below are imported when first used, so ``import itb_device`` (and
+(a pump, or ``itb pump-sim``, over the wire protocol).  Uses ``parsers`` and ``clinical``;
+only its command line (``itb_device.cli``, the top layer) imports ``analysis`` and ``ward``
+(docs/architecture.md, enforced by tests/test_architecture.py).  The names below are imported when first used, so ``import itb_device`` (and
 ``itb --version``) stays quick.
 """
 
