@@ -81,6 +81,17 @@ def test_import_itb_device_is_quick_and_lazy():
     assert "Prescription" in dir(itb_device)
 
 
+def test_the_command_line_starts_without_pandas():
+    """``itb --version`` and ``itb CMD --help`` build the parser of every command: none of them
+    may import the analysis, the parsers' pandas tables or the ward app at module level."""
+    code = ("import sys; from itb_device.cli.main import build_parser; build_parser(); "
+            "heavy = sorted(m for m in ('pandas', 'numpy', 'analysis', 'parsers', 'ward', 'flask') "
+            "if m in sys.modules); print(heavy)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
+
+
 # ---- 10. progress on a terminal ------------------------------------------------------------------
 
 
@@ -107,7 +118,10 @@ def test_interrogate_shows_progress_on_a_terminal(monkeypatch, tmp_path):
     assert total == len(read_log(out).pages) > 5
     assert [int(p[0]) for p in pages] == sorted(int(p[0]) for p in pages)  # it only goes forward
     assert pages[-1] == (str(total), str(total), "100")
-    assert shown.endswith("\r\033[K")  # the line is cleared before the summary
+    # the line is cleared before the one-line account of the read
+    account = shown.rpartition("\r\033[K")[2]
+    assert account.startswith("itb interrogate: full read of pump ") and account.count("\n") == 1
+    assert "\r" not in account and account.endswith("\n")
     assert "link:" in stdout
 
 
@@ -116,7 +130,10 @@ def test_interrogate_is_quiet_when_not_a_terminal(monkeypatch, tmp_path):
     err = io.StringIO()
     with serving(PumpService(pump), "tcp") as srv:
         rc, stdout = interrogate([srv.url, "-o", tmp_path / "o.itblog"], monkeypatch, err)
-    assert rc == 0 and err.getvalue() == ""
+    assert rc == 0
+    # no progress line, only the one-line account of the read (whole or incremental, bytes moved)
+    assert "\r" not in err.getvalue() and err.getvalue().count("\n") == 1
+    assert err.getvalue().startswith("itb interrogate: full read of pump ")
     assert "link: " in stdout
 
 

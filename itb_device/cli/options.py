@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from itb_device.cli.errors import UserError
-from parsers.atomic import remove_stale_temp_files
 
 if TYPE_CHECKING:
     from clinical.rules import Rules
@@ -81,6 +80,7 @@ def check_output_file(path: Path, option: str, suffixes: tuple[str, ...] = ()) -
     """Refuse (UserError) an output file that cannot be written: its folder is missing or not
     writable, it is a folder, or its suffix is not one of ``suffixes`` (when given).  Removes the
     temporary files an earlier, killed write of the same file left behind."""
+    from parsers.atomic import remove_stale_temp_files  # here: `itb --version` loads no pandas
     if suffixes and path.suffix.lower() not in suffixes:
         raise UserError(f"{option} {path}: the file name must end in {' or '.join(suffixes)}")
     if path.is_dir():
