@@ -4,8 +4,8 @@
 ``file://PATH.itblog`` (read-only replay), a serial device path or ``socket://HOST:PORT``
 (a pump, or ``itb pump-sim``, over the wire protocol).  Uses ``parsers`` and ``clinical``;
 only its command line (``itb_device.cli``, the top layer) imports ``analysis`` and ``ward``
-(docs/architecture.md, enforced by tests/test_architecture.py).  The names below are imported when first used, so ``import itb_device`` (and
-``itb --version``) stays quick.
+(docs/architecture.md, enforced by tests/test_architecture.py).  The names below are imported
+when first used, so ``import itb_device`` (and ``itb --version``) stays quick.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from .errors import (
     ReadOnlyPump,
     TransientLinkError,
 )
+from .pagecache import HEAD_AND_STATUS, LogRead, PageCache
 from .prescription import BOLUS_KINDS as BOLUS_KINDS  # re-exported: the kinds bolus() gives
 from .prescription import Prescription
 from .retry import RetryPolicy
@@ -104,6 +105,19 @@ class PumpProgrammer(ABC):
     def read_log_bytes(self) -> bytes:
         """The log as ``.itblog`` bytes (a link backend returns exactly what the pump sent)."""
         return encode_log(self.read_log())
+
+    def read_log_cached(self, cache: PageCache | str | Path | None = None, *, full: bool = False) -> LogRead:
+        """The log, byte for byte what :meth:`read_log_bytes` gives, read only in part when this
+        pump's pages are in the page ``cache`` (a :class:`~itb_device.pagecache.PageCache`, a
+        folder, or None for the default folder): see
+        :meth:`itb_device.serial_backend.SerialProgrammer.read_log_cached`.  ``full`` reads it
+        whole (and refreshes the cached copy).  A backend without a link (``sim://``,
+        ``file://``) always reads it whole and keeps no copy: reading it costs nothing."""
+        data = self.read_log_bytes()
+        page_size = int.from_bytes(data[14:16], "little") if len(data) >= 16 else 0
+        pages = max(0, len(data) - HEAD_AND_STATUS) // page_size if page_size else 0
+        return LogRead(data, False, "no link to the pump: nothing to save by reading in part",
+                       pages=pages, pages_read=pages)
 
     def save_log(self, path: str | Path) -> Path:
         """Read the log and write it as an ``.itblog`` file (atomically)."""

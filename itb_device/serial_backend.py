@@ -12,16 +12,28 @@ from typing import Any
 
 import serial
 
-from parsers import LogImage, Status, read_log_bytes
+from parsers import LogImage, RecordCode, Status, read_log_bytes
+from parsers import format as fmt
+from parsers.crc import crc32c
 from parsers.format import HEADER_SIZE, STATUS_SIZE
-from parsers.header import decode_status
+from parsers.header import decode_header, decode_status
 from parsers.model import datetime_to_clock
 
-from .errors import BolusOutcomeUnknown, LinkError, PumpRefused, TransientLinkError
+from .errors import BolusOutcomeUnknown, LinkError, PumpRefused, ReadOnlyPump, TransientLinkError
+from .pagecache import (
+    HEAD_AND_STATUS,
+    CacheDamaged,
+    LogRead,
+    PageCache,
+    intact_page,
+    page_count_field,
+    page_places,
+    page_seq,
+)
 from .prescription import Prescription
 from .programmer import PumpProgrammer, RefillResult, log
 from .retry import RetryPolicy
-from .wire.capture import CapturePort
+from .wire.capture import CapturePort, ReplayPort
 from .wire.link import Link, StaleSnapshot
 from .wire.messages import (
     BOLUS_KEYED_REQ,
@@ -35,6 +47,7 @@ from .wire.messages import (
     SNAPSHOT,
     U32,
     Op,
+    decode_page_map,
     encode_prescription,
     ml,
     nl,
@@ -51,6 +64,26 @@ BLOCK_RETRY = RetryPolicy(MAX_BLOCK_FAILURES + 1)
 SNAPSHOT_RETRY = RetryPolicy(3)
 #: SESSION_END: 3 attempts; a session that cannot be ended cleanly is closed anyway.
 SESSION_END_RETRY = RetryPolicy(3)
+#: Cached pages whose header (sequence number, record count, slot) and CRC are read again from
+#: the pump before the cache is used: the newest and the oldest reused, and ones spread between.
+VERIFY_PAGES = 4
+
+
+class _ReadWhole(Exception):
+    """An incremental read that cannot be trusted: the whole log is read (the message says why)."""
+
+
+@dataclass(frozen=True)
+class _Moved:
+    """How one snapshot was read (the link's byte counts are added by the caller)."""
+
+    data: bytes
+    incremental: bool
+    reason: str
+    pages: int
+    pages_read: int
+    pages_reused: int = 0
+    pages_verified: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,10 +166,167 @@ class SerialProgrammer(PumpProgrammer):
             pass
         raise LinkError("the pump kept dropping the log snapshot before it could be read")
 
-    def _read_snapshot(self, snap: int, start: int, end: int, page_size: int | None = None) -> bytes:
+    def read_log_cached(self, cache: PageCache | str | Path | None = None, *, full: bool = False) -> LogRead:
+        """The log, byte for byte what :meth:`read_log_bytes` gives, reading only what the page
+        ``cache`` (a :class:`~itb_device.pagecache.PageCache`, a folder, or None: the default
+        folder) does not hold yet; the log read is kept there for next time.
+
+        One snapshot: its header and status; the cached copy of this pump (by serial number),
+        which must have its layout; PAGE_MAP (where each page is, and the whole log's CRC-32C);
+        the header and CRC of up to :data:`VERIFY_PAGES` cached pages read again from the pump;
+        then only the pages the cache lacks (new ones, the head page that was still filling, any
+        place holding no intact page).  The pages are put together as the pump holds them and the
+        result must match the pump's CRC-32C.  Anything else reads the whole log, and
+        ``LogRead.reason`` says why: ``full``, a capture (replayable only whole), no cached copy,
+        a damaged one, another pump or layout, a pump without PAGE_MAP (an older pump), a memory
+        that was reset (its newest page older than the cache's), a ring that wrapped past the
+        cache, a pump reset since (a ``pump_reset`` record in the new pages), or any mismatch.
+        Only reads: the pump is never asked to change anything."""
+        store = PageCache.at(cache)
+        why = "a full read was asked for" if full else ""
+        if not why and isinstance(self.link.port, (CapturePort, ReplayPort)):
+            why = "a capture records a whole read, so that itb replay-capture can reproduce it"
+        before = self.link.sent + self.link.received
+        moved = self._call("read log", lambda: self._read_cached(store, why))
+        wire = self.link.sent + self.link.received - before
+        serial, kept, note = _serial_of(moved.data), None, ""
+        try:
+            kept = store.store(moved.data)
+        except CacheDamaged as exc:
+            note = f"no copy kept: {exc}"
+        except OSError as exc:
+            note = f"no copy kept: the page cache {store.folder} cannot be written ({exc.strerror or exc})"
+            log.warning("%s", note)
+        return LogRead(moved.data, moved.incremental, moved.reason, serial, moved.pages, moved.pages_read,
+                       moved.pages_reused, moved.pages_verified, wire, kept, note)
+
+    def _read_cached(self, store: PageCache, why_whole: str) -> _Moved:
+        """One snapshot, read in part when the cache allows, else whole (taken again when the pump
+        dropped it, as :meth:`_read_log_bytes`)."""
+
+        def read() -> _Moved:
+            snap, total, page_size = SNAPSHOT.unpack(self.link.request(Op.SNAPSHOT))
+            reason = why_whole
+            if not reason:
+                try:
+                    return self._read_incremental(snap, total, page_size, store)
+                except _ReadWhole as exc:
+                    reason = str(exc)
+            log.info("reading the whole log: %s", reason)
+            data = self._read_snapshot(snap, 0, total, page_size)
+            places = len(page_places(data, page_size))
+            return _Moved(data, False, reason, places, places)
+
+        try:
+            return SNAPSHOT_RETRY.call(read, retry_on=StaleSnapshot)
+        except StaleSnapshot:
+            pass
+        raise LinkError("the pump kept dropping the log snapshot before it could be read")
+
+    def _read_incremental(self, snap: int, total: int, page_size: int, store: PageCache) -> _Moved:
+        """Snapshot ``snap`` put together from the cache and the pages it lacks; raises
+        :class:`_ReadWhole` (why) whenever the result could differ from a whole read."""
+        if total < HEAD_AND_STATUS or page_size not in fmt.ALLOWED_PAGE_SIZES:
+            raise _ReadWhole(f"the pump's log ({total} bytes, pages of {page_size}) has no usual layout")
+        head = self._read_snapshot(snap, 0, HEAD_AND_STATUS)
+        if head[: len(fmt.MAGIC)] != fmt.MAGIC:
+            raise _ReadWhole("the pump's log does not start with a log header")
+        header, header_ok = decode_header(head[:HEADER_SIZE])
+        if not header_ok:
+            raise _ReadWhole("the pump's log header fails its CRC")
+        if header.page_size != page_size:
+            raise _ReadWhole(f"the pump's log header says pages of {header.page_size} bytes, its snapshot "
+                             f"{page_size}")
+        try:
+            held = store.load(header.serial)
+        except CacheDamaged as exc:
+            raise _ReadWhole(f"{exc}; it is replaced") from None
+        if held is None:
+            raise _ReadWhole("no pages of this pump are cached yet")
+        other = held.differs(header)
+        if other:
+            raise _ReadWhole(other)
+        try:
+            pmap = decode_page_map(self.link.request(Op.PAGE_MAP, U32.pack(snap)))
+        except (PumpRefused, ReadOnlyPump) as exc:
+            raise _ReadWhole(f"the pump gave no page map, as a pump from before PAGE_MAP (it answered: {exc})"
+                             ) from None
+        except ValueError as exc:
+            raise _ReadWhole(f"the pump's page map is malformed ({exc})") from None
+        tail = HEAD_AND_STATUS + pmap.places * page_size
+        if tail > total:
+            raise _ReadWhole("the pump's page map does not fit its log")
+        seqs = pmap.place_seqs()
+        where = {s: HEAD_AND_STATUS + k * page_size for k, s in enumerate(seqs) if s is not None}
+        newest = max(where, default=None)
+        status, status_ok = decode_status(head[HEADER_SIZE:])
+        if status_ok and status.ring_recorded and status.ring_pages and status.ring_last_seq != newest:
+            raise _ReadWhole(f"the status puts the newest page at seq {status.ring_last_seq}, "
+                             f"the page map at seq {newest}")
+        held_newest = held.newest_seq
+        if held_newest is not None and (newest is None or newest < held_newest):
+            raise _ReadWhole(f"the pump's newest page is seq {newest} but the cache holds seq {held_newest}: "
+                             "its log memory was reset or replaced")
+        reuse = sorted(s for s in where if s in held.full)
+        if not reuse:
+            oldest, held_full = min(where, default=None), max(held.full, default=None)
+            if oldest is not None and held_full is not None and oldest > held_full:
+                raise _ReadWhole(f"the ring wrapped past the cache: the pump's oldest page is seq {oldest}, "
+                                 f"the newest cached one seq {held_full}")
+            raise _ReadWhole("no cached page is still in the pump's memory")
+        checked = _spread(reuse, VERIFY_PAGES)
+        for s in checked:
+            mine, off = held.pages[s], where[s]
+            if self._read_snapshot(snap, off, off + fmt.PAGE_HEADER_SIZE) != mine[: fmt.PAGE_HEADER_SIZE]:
+                raise _ReadWhole(f"page seq {s} on the pump is not the cached one (its header differs): "
+                                 "another pump, or its memory was rewritten")
+            end = off + page_size
+            if self._read_snapshot(snap, end - fmt.PAGE_TRAILER_SIZE, end) != mine[-fmt.PAGE_TRAILER_SIZE:]:
+                raise _ReadWhole(f"page seq {s} on the pump is not the cached one (its CRC differs): "
+                                 "another pump, or its memory was rewritten")
+
+        reused = set(reuse)
+        todo = [k for k, s in enumerate(seqs) if s is None or s not in reused]
+        ranges = _coalesce(todo, page_size)
+        if tail < total:
+            ranges.append((tail, total))
+        image = bytearray(total)
+        image[:HEAD_AND_STATUS] = head
+        for s in reuse:
+            image[where[s] : where[s] + page_size] = held.pages[s]
+        to_move, done = sum(b - a for a, b in ranges), 0
+        for a, b in ranges:
+            image[a:b] = self._read_snapshot(
+                snap, a, b, page_size, shown=(HEAD_AND_STATUS + done, HEAD_AND_STATUS + to_move))
+            done += b - a
+        per_page = fmt.records_per_page(page_size)
+        for k in todo:
+            seq = seqs[k]
+            if seq is None:
+                continue
+            page = image[where[seq] : where[seq] + page_size]
+            if not intact_page(page) or page_seq(page) != seq:
+                raise _ReadWhole(f"the pump sent another page where its page map puts seq {seq}")
+            if held_newest is not None and seq >= held_newest:
+                first = page_count_field(held.pages[seq]) if seq in held.pages else 0
+                for i in range(first, min(page_count_field(page), per_page)):
+                    at = fmt.PAGE_HEADER_SIZE + fmt.RECORD_SIZE * i + 4
+                    if int.from_bytes(page[at : at + 2], "little") == RecordCode.PUMP_RESET:
+                        raise _ReadWhole(f"the pump reset since it was last read (a pump_reset record in "
+                                         f"page seq {seq})")
+        if crc32c(image) != pmap.image_crc:
+            raise _ReadWhole("the log put together from the cache does not match the pump's (CRC-32C): "
+                             "a cached page is not the pump's")
+        return _Moved(bytes(image), True, "", len(seqs), len(todo), len(reuse), len(checked))
+
+    def _read_snapshot(
+        self, snap: int, start: int, end: int, page_size: int | None = None,
+        *, shown: tuple[int, int] | None = None,
+    ) -> bytes:
         """Bytes [start, end) of a frozen log image, in blocks that shrink on errors and
         grow again on success (so a noisy link still gets through, slowly).  With
-        ``page_size`` (a whole log), ``self.progress`` hears after each block.
+        ``page_size`` (a whole log), ``self.progress`` hears after each block; ``shown``
+        (bytes done before, bytes in all) places this read within a larger one.
 
         The link sends each READ_BLOCK once (:data:`READ_BLOCK_RETRY`): a failed block is asked
         for again, half the size, with a new sequence number, until :data:`BLOCK_RETRY` blocks in
@@ -144,10 +334,15 @@ class SerialProgrammer(PumpProgrammer):
         out = bytearray()
         total = end - start
         block, good, failures = BLOCK_START, 0, 0
-        report = self.progress if page_size else None
         page = page_size or 0
-        if report is not None:
-            report(ReadProgress(0, total, page, self.link.failures))
+        base, overall = shown if shown is not None else (0, total)
+        progress = self.progress if page_size else None
+
+        def report(done: int) -> None:
+            if progress is not None:
+                progress(ReadProgress(base + done, overall, page, self.link.failures))
+
+        report(0)
         while len(out) < total:
             want = min(block, total - len(out))
             try:
@@ -158,8 +353,7 @@ class SerialProgrammer(PumpProgrammer):
                 raise
             except TransientLinkError:
                 failures += 1
-                if report is not None:
-                    report(ReadProgress(len(out), total, page, self.link.failures))
+                report(len(out))
                 if BLOCK_RETRY.exhausted(failures):
                     raise LinkError(
                         f"timeout: reading the log stopped at byte {start + len(out)} of {end} after "
@@ -173,8 +367,7 @@ class SerialProgrammer(PumpProgrammer):
                     f"the pump sent {len(chunk)} bytes for a {want}-byte block at {start + len(out)}"
                 )
             out += chunk
-            if report is not None:
-                report(ReadProgress(len(out), total, page, self.link.failures))
+            report(len(out))
             failures = 0
             good += 1
             if good >= 4:
@@ -250,6 +443,36 @@ class SerialProgrammer(PumpProgrammer):
             pass
         finally:
             self.link.close()
+
+
+def _spread(seqs: list[int], n: int) -> list[int]:
+    """Up to ``n`` of the sorted ``seqs``: the newest, the oldest and ones evenly between."""
+    if len(seqs) <= n:
+        return list(seqs)
+    picks = {seqs[-1], seqs[0]}
+    for i in range(1, n - 1):
+        picks.add(seqs[round(i * (len(seqs) - 1) / (n - 1))])
+    return sorted(picks)
+
+
+def _coalesce(places: list[int], page_size: int) -> list[tuple[int, int]]:
+    """Byte ranges covering the page places ``places`` (sorted), adjacent places merged."""
+    ranges: list[tuple[int, int]] = []
+    for k in places:
+        a = HEAD_AND_STATUS + k * page_size
+        if ranges and ranges[-1][1] == a:
+            ranges[-1] = (ranges[-1][0], a + page_size)
+        else:
+            ranges.append((a, a + page_size))
+    return ranges
+
+
+def _serial_of(image: bytes) -> str:
+    """The pump serial number in a log's header ("" when the header is not a good one)."""
+    if len(image) < HEADER_SIZE or image[: len(fmt.MAGIC)] != fmt.MAGIC:
+        return ""
+    header, ok = decode_header(image[:HEADER_SIZE])
+    return str(header.serial) if ok else ""
 
 
 def _utc_now() -> int:

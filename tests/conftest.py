@@ -19,6 +19,13 @@ GUIDELINE = ROOT.parent / "shared" / "guideline" / "chw-itb-practice-guideline.t
 
 
 @pytest.fixture(autouse=True)
+def _own_page_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Interrogations over a link keep the pumps' pages in a folder of the test's own
+    (``itb_device.pagecache``), never in the developer's, and no test sees another's."""
+    monkeypatch.setenv("ITB_PUMP_CACHE", str(tmp_path_factory.mktemp("pump-cache")))
+
+
+@pytest.fixture(autouse=True)
 def _shipped_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped rules file, whatever the environment says."""
     monkeypatch.delenv(ENV_VAR, raising=False)

@@ -6,6 +6,12 @@ device path, a pseudo-terminal, ``socket://127.0.0.1:PORT`` as ``itb pump-sim`` 
 ``sim://?scenario=FILE.toml``) or a saved interrogation (``file://PATH.itblog``).  On a
 terminal, reading a pump over a link shows its progress (pages read of total, retries) on
 standard error; nothing is shown when standard error is not a terminal.
+
+Over a link the pump's pages are kept in the page cache (``itb_device.pagecache``: by serial
+number, in ``$ITB_PUMP_CACHE`` or ``~/.local/share/itb-telemetry/pumps``, or ``--cache DIR``),
+and the next interrogation reads only the pages written since, verified against the pump; the
+log written is byte for byte a whole read's.  ``--full`` reads it whole.  One line on standard
+error says which it was (and why a whole read), the pages read and the bytes on the link.
 """
 
 from __future__ import annotations
@@ -35,6 +41,16 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baud", type=int, default=115200, help="link speed (links only)")
     p.add_argument(
         "--timeout", type=float, default=0.25, help="seconds to wait for each response (links only)"
+    )
+    p.add_argument(
+        "--full", action="store_true",
+        help="read the whole log even when this pump's pages are cached (links only; the cache is "
+        "refreshed)",
+    )
+    p.add_argument(
+        "--cache", type=Path, metavar="DIR",
+        help="the page cache folder (links only; default $ITB_PUMP_CACHE, else "
+        "~/.local/share/itb-telemetry/pumps)",
     )
 
 
@@ -87,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if args.capture is not None and not is_link:
         raise UserError(f"--capture records the bytes of a link; {args.url} is not one (sim:// and file:// "
                         "have no link)")
+    if args.cache is not None and args.cache.exists() and not args.cache.is_dir():
+        raise UserError(f"--cache {args.cache}: not a folder")
     progress = TerminalProgress(sys.stderr) if is_link and sys.stderr.isatty() else None
     options: dict[str, Any] = (
         {"baudrate": args.baud, "capture": args.capture, "link_timeout": args.timeout, "progress": progress}
@@ -98,8 +116,13 @@ def run(args: argparse.Namespace) -> int:
         raise  # names the file and byte already
     except ValueError as exc:  # a sim:// URL with bad options or scenario
         raise UserError(f"{args.url}: {exc}") from exc
+    how = None
     try:
-        data = prog.read_log_bytes()
+        if isinstance(prog, SerialProgrammer):
+            how = prog.read_log_cached(args.cache, full=args.full)
+            data = how.data
+        else:
+            data = prog.read_log_bytes()
     finally:
         if progress is not None:
             progress.close()
@@ -114,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
     if link is not None:
         summary += f"; link: {link.attempts} requests sent, {link.failures} retried"
     print(summary)
+    if how is not None:
+        print(f"itb interrogate: {how.describe()}", file=sys.stderr)
     if args.capture:
         print(f"capture: {args.capture}", file=sys.stderr)
     return 0

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     wanted = {"pumps": spec.pumps, "years": spec.years, "seed": spec.seed, "start": spec.start}
     created = not out.exists()
     if not created:
-        from itb_device.cli.options import remove_stale_temp_files
+        from parsers.atomic import remove_stale_temp_files
 
         remove_stale_temp_files(out)  # half-written logs of a run that was killed
         _check_folder(out, wanted, args.force)

@@ -43,6 +43,11 @@ def register(p: argparse.ArgumentParser) -> None:
         "several clients are served at once, so an idle or slow one never holds up the others",
     )
     p.add_argument(
+        "--no-page-map", action="store_true",
+        help="serve as a pump from before PAGE_MAP (it answers that request as an unknown opcode), so "
+        "programmers read its log whole",
+    )
+    p.add_argument(
         "--faults",
         default="",
         metavar="SPEC",
@@ -95,7 +100,7 @@ def _service(args: argparse.Namespace) -> PumpService:
 
     if args.replay is not None:
         read_log(args.replay)  # refuse what is not a log before serving it
-        return PumpService(replay=args.replay.read_bytes())
+        return PumpService(replay=args.replay.read_bytes(), page_map=not args.no_page_map)
     if args.scenario is not None:
         try:
             result = run_scenario(load_scenario(args.scenario), seed=args.seed, final_session=False)
@@ -104,7 +109,7 @@ def _service(args: argparse.Namespace) -> PumpService:
         pump = result.pump
     else:
         pump = SimulatedPump(PumpConfig(), start=836_000_000, seed=args.seed or 0, reservoir_ml=20.0)
-    return PumpService(pump, speed=args.speed, tick=args.tick)
+    return PumpService(pump, speed=args.speed, tick=args.tick, page_map=not args.no_page_map)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -8,6 +8,7 @@ pump keeps its recent responses and answers a repeated sequence number from that
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from enum import IntEnum
 
 from parsers.model import mcg_to_ng, ml_to_nl
@@ -24,6 +25,7 @@ from parsers.records import (
 
 from ..prescription import BOLUS_KINDS as PROGRAMMER_BOLUS_KINDS
 from ..prescription import MODES, FlexDose, Prescription
+from .frames import MAX_PAYLOAD
 
 RESPONSE = 0x80
 
@@ -34,6 +36,7 @@ class Op(IntEnum):
     SESSION_START = 0x01  # u32 programmer clock -> u32 pump clock, u8 reservoir mL, 3 pad
     SNAPSHOT = 0x03  # -> u32 snapshot id, u32 total bytes, u16 page size (freezes the log image)
     READ_BLOCK = 0x04  # u32 snapshot id, u32 offset, u16 length -> bytes of the snapshot
+    PAGE_MAP = 0x05  # u32 snapshot id -> u32 image CRC-32C, u32 places, u16 runs, runs x (u32 seq, u32 n)
     PROGRAM = 0x10  # prescription (see encode_prescription) -> empty
     REFILL = (
         0x11  # u32 volume nL, u32 concentration (0.001 mcg/mL), u8 flags -> u32 expected nL, u32 measured nL
@@ -81,6 +84,11 @@ BOLUS_REQ = struct.Struct("<BII")
 BOLUS_KEYED_REQ = struct.Struct("<BIII")  # BOLUS_REQ then the u32 idempotency key (not 0)
 BOLUS_RESP = struct.Struct("<H")
 BOLUS_QUERY_RESP = struct.Struct("<BH")
+PAGE_MAP_HEAD = struct.Struct("<IIH")  # CRC-32C of the whole snapshot, page places, runs that follow
+PAGE_RUN = struct.Struct("<II")  # first sequence number, places
+NO_PAGE = 0xFFFFFFFF  # a run's first seq for places that hold no page asked for by number
+#: Runs that fit in one PAGE_MAP answer.
+MAX_PAGE_RUNS = (MAX_PAYLOAD - PAGE_MAP_HEAD.size) // PAGE_RUN.size
 OVERRIDE_REASONS = {m.name.lower(): int(m) for m in OverrideReason}
 _RX_NOTE = struct.Struct("<BxxxI")  # override reason code, 3 pad, u32 operator id (staff number)
 _RX_HEAD = struct.Struct("<BBBxIII")  # mode, override, n_steps, concentration, dose, intended
@@ -133,6 +141,67 @@ def decode_prescription(payload: bytes) -> tuple[Prescription, bool, float | Non
         note = (enum_name(OverrideReason, code), operator)
     rx = Prescription(MODE_NAMES[mode], dose / NG_PER_MCG, conc / MILLI_PER_UNIT, steps)
     return rx, bool(override), (intended / NG_PER_MCG if intended else None), note
+
+
+@dataclass(frozen=True)
+class PageMap:
+    """A PAGE_MAP answer: where each page of a log snapshot is, by sequence number.
+
+    The snapshot holds ``places`` page-sized places after the header and status, place ``k`` at
+    byte ``384 + k * page_size``; ``runs`` describe them in that order, ``(first seq, n)``: the
+    next ``n`` places hold pages ``first``, ``first + 1``, ... (``first`` :data:`NO_PAGE`: places
+    holding no page one can ask for by number: erased, damaged, or a second copy).
+    ``image_crc`` is the CRC-32C of the whole snapshot (header, status, pages, any trailing
+    bytes)."""
+
+    image_crc: int
+    places: int
+    runs: tuple[tuple[int, int], ...]
+
+    def place_seqs(self) -> list[int | None]:
+        """The sequence number of the page at each place, in file order (None: no page)."""
+        out: list[int | None] = []
+        for first, n in self.runs:
+            out += [None] * n if first == NO_PAGE else range(first, first + n)
+        return out
+
+    @classmethod
+    def of_places(cls, image_crc: int, seqs: list[int | None]) -> PageMap:
+        """The map of places holding ``seqs`` (None: no page), runs merged."""
+        runs: list[list[int]] = []
+        for s in seqs:
+            first = NO_PAGE if s is None or s >= NO_PAGE else s
+            if runs:
+                last = runs[-1]
+                if (first == NO_PAGE and last[0] == NO_PAGE) or (
+                        first != NO_PAGE and last[0] != NO_PAGE and last[0] + last[1] == first):
+                    last[1] += 1
+                    continue
+            runs.append([first, 1])
+        return cls(image_crc, len(seqs), tuple((a, b) for a, b in runs))
+
+
+def encode_page_map(m: PageMap) -> bytes:
+    """PAGE_MAP response payload; ValueError when the runs do not fit in one answer."""
+    if len(m.runs) > MAX_PAGE_RUNS:
+        raise ValueError(f"the page map has {len(m.runs)} runs; at most {MAX_PAGE_RUNS} fit in one answer")
+    return PAGE_MAP_HEAD.pack(m.image_crc, m.places, len(m.runs)) + b"".join(
+        PAGE_RUN.pack(first, n) for first, n in m.runs)
+
+
+def decode_page_map(payload: bytes) -> PageMap:
+    """Inverse of :func:`encode_page_map`; ValueError when malformed (a wrong length, runs that
+    do not add up to the places, a sequence number that wraps)."""
+    if len(payload) < PAGE_MAP_HEAD.size:
+        raise ValueError(f"a PAGE_MAP answer of {len(payload)} bytes is too short")
+    crc, places, n = PAGE_MAP_HEAD.unpack_from(payload)
+    if len(payload) != PAGE_MAP_HEAD.size + n * PAGE_RUN.size:
+        raise ValueError(f"a PAGE_MAP answer of {len(payload)} bytes does not hold {n} runs")
+    runs = tuple(PAGE_RUN.unpack_from(payload, PAGE_MAP_HEAD.size + i * PAGE_RUN.size) for i in range(n))
+    if sum(c for _, c in runs) != places or any(
+            c == 0 or (f != NO_PAGE and f + c > NO_PAGE) for f, c in runs):
+        raise ValueError("the PAGE_MAP runs do not add up to its places")
+    return PageMap(crc, places, runs)
 
 
 def nl(ml: float) -> int:

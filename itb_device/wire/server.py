@@ -21,6 +21,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from parsers import format as fmt
+from parsers.crc import crc32c
 from parsers.writer import encode_log
 
 from ..errors import PumpRefused
@@ -41,7 +43,9 @@ from .messages import (
     U32,
     ErrorCode,
     Op,
+    PageMap,
     decode_prescription,
+    encode_page_map,
     ml,
     nl,
 )
@@ -79,6 +83,9 @@ class PumpService:
 
     Simulated time: with ``speed`` it runs that many times faster than ``clock`` (wall
     time); with ``tick`` it advances that many seconds after each command carried out.
+
+    ``page_map=False`` serves as a pump from before PAGE_MAP (docs/wire-protocol.md section 4):
+    it answers that request as an unknown opcode, so a programmer reads its log whole.
     """
 
     def __init__(
@@ -89,6 +96,7 @@ class PumpService:
         speed: float | None = None,
         tick: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        page_map: bool = True,
     ) -> None:
         if (pump is None) == (replay is None):
             raise ValueError("serve either a pump or a replayed log")
@@ -101,7 +109,9 @@ class PumpService:
         self._sim0 = pump.now if pump else 0
         self._default = ClientState()
         self._in_session: set[int] = set()  # id() of the clients in a session
+        self.page_map = page_map
         self._snapshots: OrderedDict[int, bytes] = OrderedDict()
+        self._maps: dict[int, bytes] = {}  # PAGE_MAP answers of held snapshots, made when first asked
         self._snap_id = 0
         self.executed = 0
         self.faults = 0
@@ -174,7 +184,8 @@ class PumpService:
                 self._snap_id = (self._snap_id + 1) & 0xFFFFFFFF
                 self._snapshots[self._snap_id] = data
                 while len(self._snapshots) > 4:
-                    self._snapshots.popitem(last=False)
+                    gone, _ = self._snapshots.popitem(last=False)
+                    self._maps.pop(gone, None)
                 return SNAPSHOT.pack(self._snap_id, len(data), int.from_bytes(data[14:16], "little"))
             if op == Op.READ_BLOCK:
                 snap, offset, length = READ_BLOCK.unpack(p)
@@ -186,6 +197,17 @@ class PumpService:
                 if held is None:
                     raise Refusal(ErrorCode.STALE_SNAPSHOT, f"log snapshot {snap} is no longer held")
                 return held[offset : offset + length]
+            if op == Op.PAGE_MAP and self.page_map:
+                (snap,) = U32.unpack(p)
+                held = self._snapshots.get(snap)
+                if held is None:
+                    raise Refusal(ErrorCode.STALE_SNAPSHOT, f"log snapshot {snap} is no longer held")
+                if snap not in self._maps:
+                    try:
+                        self._maps[snap] = encode_page_map(page_map_of(held))
+                    except ValueError as exc:  # more runs than one answer holds
+                        raise Refusal(ErrorCode.REFUSED, str(exc)) from None
+                return self._maps[snap]
             if op == Op.SESSION_END:
                 client.in_session = False
                 self._in_session.discard(id(client))
@@ -238,6 +260,34 @@ class PumpService:
         (clock,) = U32.unpack(p)
         pump.set_clock(clock)
         return b""
+
+
+def page_map_of(image: bytes) -> PageMap:
+    """Where each page of a log image is, by sequence number (the PAGE_MAP answer).
+
+    A place holds a page one can ask for by number when it carries the page marker and its CRC
+    is good and no place before it holds the same sequence number (as the reader keeps the first
+    copy, docs/log-format.md 5.3); anything else (an erased slot, a damaged page, a second copy)
+    is a place without a page.  The page size is the header's (bytes 14-15)."""
+    page_size = int.from_bytes(image[14:16], "little") if len(image) >= 16 else 0
+    start = fmt.HEADER_SIZE + fmt.STATUS_SIZE
+    if page_size <= fmt.PAGE_HEADER_SIZE + fmt.PAGE_TRAILER_SIZE or len(image) < start:
+        return PageMap(crc32c(image), 0, ())
+    view = memoryview(image)
+    seqs: list[int | None] = []
+    seen: set[int] = set()
+    for off in range(start, len(image) - page_size + 1, page_size):
+        page = view[off : off + page_size]
+        seq = int.from_bytes(page[8:12], "little")
+        good = (
+            int.from_bytes(page[0:2], "little") == fmt.PAGE_SYNC
+            and crc32c(page[:-4]) == int.from_bytes(page[-4:], "little")
+            and seq not in seen
+        )
+        if good:
+            seen.add(seq)
+        seqs.append(seq if good else None)
+    return PageMap.of_places(crc32c(image), seqs)
 
 
 def _error_frame(seq: int, code: int, message: str) -> bytes:
