@@ -1,8 +1,11 @@
 """Reading a pump from the page: one background thread per reading, with its progress.
 
 The form is checked first (a wrong time is refused before the pump is touched); the thread
-opens the pump with ``itb_device.open(url)`` as ``itb interrogate`` does, reads the whole log
-(progress: pages read of total, retries), keeps it by SHA-256 and runs the check.  The page
+opens the pump with ``itb_device.open(url)`` as ``itb interrogate`` does, reads the log
+(progress: pages read of total, retries) through the ward's page cache (``DATA/pumps``: only the
+pages written since this pump's last reading move over the link, and the log is byte-identical
+to a whole read; docs/wire-protocol.md, incremental interrogation), keeps it by SHA-256 and runs
+the check.  The page
 ``/jobs/ID`` shows how far it got and refreshes itself every second (a ``<meta>`` refresh: no
 script needed), then opens the result.  Readings live in memory; a log is kept only once it is
 read whole.
@@ -35,6 +38,7 @@ class Job:
     check_id: int | None = None
     errors: dict[str, str] = field(default_factory=dict)
     log: str | None = None
+    how: str = ""  # how the log was read (incremental or whole, and why)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
@@ -85,6 +89,7 @@ class Jobs:
     def _read(self, job: Job) -> bytes:
         from itb_device import open as open_pump
         from itb_device.backends import backend_for
+        from itb_device.pagecache import PageCache
         from itb_device.serial_backend import SerialProgrammer
 
         def progress(p: Any) -> None:
@@ -96,7 +101,9 @@ class Jobs:
         prog = open_pump(job.url, baudrate=115200, link_timeout=0.25, progress=progress)
         try:
             job.state = "reading"
-            return bytes(prog.read_log_bytes())
+            got = prog.read_log_cached(PageCache.at(self.ward.config.data_dir / "pumps"))
+            job.how = got.describe()
+            return bytes(got.data)
         finally:
             with contextlib.suppress(Exception):
                 prog.close()
