@@ -29,3 +29,28 @@ def _own_page_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Te
 def _shipped_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped rules file, whatever the environment says."""
     monkeypatch.delenv(ENV_VAR, raising=False)
+
+
+def write_hostile_log(path: Path) -> Path:
+    """mri_prompt_recovery with markup in its serial, firmware and drug name, and a control
+    character in the drug name.  The writer refuses control characters in text fields, so the
+    byte is forged afterwards, as a damaged or hand-made file would hold it, with the status CRC
+    made good (docs/log-format.md 4)."""
+    import dataclasses
+
+    from parsers import read_log, write_log
+    from parsers.crc import crc32c
+
+    img = read_log(SAMPLES / "mri_prompt_recovery.itblog").to_image()
+    img = dataclasses.replace(
+        img,
+        header=dataclasses.replace(img.header, serial="<script>x</scr", firmware='"><b>$x^2$'),
+        status=dataclasses.replace(img.status, drug_name="<img src=x>&Z"),
+    )
+    write_log(path, img)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"<img src=x>&Z") + 12
+    data[at] = 0x01
+    data[380:384] = crc32c(bytes(data[128:380])).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path

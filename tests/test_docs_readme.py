@@ -128,8 +128,8 @@ NOT_RUN: dict[str, str] = {
     "bash scripts/test": "runs the whole test suite, this test included",
     "itb pump-sim --listen pty|tcp://127.0.0.1:PORT [--scenario FILE | --replay LOG] [--speed X] "
     "[--faults ...]": "serves a pump link until stopped; tests/test_wire_pump_sim.py runs it",
-    "itb interrogate URL -o OUT.itblog [--full] [--cache DIR] [--capture FILE]": "needs a pump on a link (hardware or a served "
-    "pump); tests/test_wire_end_to_end.py runs it",
+    "itb interrogate URL -o OUT.itblog [--full] [--cache DIR] [--capture FILE]": "needs a pump on a link "
+    "(hardware or a served pump); tests/test_wire_end_to_end.py and tests/test_wire_incremental.py run it",
     "itb replay-capture FILE [-o OUT.itblog]": "needs a byte capture of a pump link: "
     "tests/test_wire_capture.py",
     "python benchmarks/decode.py": "benchmark: minutes and a 256 MiB log",

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 # text on every machine, with no system tool to install or to be silently skipped without.
 import pypdf
 import pytest
-from conftest import ROOT, SAMPLES
+from conftest import ROOT, SAMPLES, write_hostile_log
 
 from analysis import analyse
 from analysis.check import check
@@ -35,8 +35,7 @@ from analysis.reports import (
 )
 from analysis.timeutil import Clock
 from itb_device.cli import main
-from parsers import read_log, write_log
-from parsers.crc import crc32c
+from parsers import read_log
 from parsers.model import ITB_EPOCH
 
 UTC = dt.UTC
@@ -165,23 +164,7 @@ def test_check_html(written, name):
 @pytest.fixture(scope="module")
 def hostile_log(tmp_path_factory):
     """A log whose serial, firmware and drug name carry markup, mathtext and a control character."""
-    log = read_log(SAMPLES / "mri_prompt_recovery.itblog")
-    img = log.to_image()
-    img = dataclasses.replace(
-        img,
-        header=dataclasses.replace(img.header, serial="<script>x</scr", firmware='"><b>$x^2$'),
-        status=dataclasses.replace(img.status, drug_name="<img src=x>&Z"),
-    )
-    path = tmp_path_factory.mktemp("hostile") / "hostile.itblog"
-    write_log(path, img)
-    # the writer refuses a control character in a text field: forge one as a damaged or
-    # hand-made file would hold it, with the status CRC made good (docs/log-format.md 4)
-    data = bytearray(path.read_bytes())
-    at = data.index(b"<img src=x>&Z") + 12
-    data[at] = 0x01
-    data[380:384] = crc32c(bytes(data[128:380])).to_bytes(4, "little")
-    path.write_bytes(bytes(data))
-    return read_log(path)
+    return read_log(write_hostile_log(tmp_path_factory.mktemp("hostile") / "hostile.itblog"))
 
 
 def test_hostile_strings_are_escaped(hostile_log, tmp_path):

@@ -13,7 +13,6 @@ recomputing with another rules file, search, the upload cap, CSRF and the Host c
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import io
 import json
@@ -28,7 +27,7 @@ from typing import Any
 
 import pypdf
 import pytest
-from conftest import ROOT, SAMPLES
+from conftest import ROOT, SAMPLES, write_hostile_log
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -382,32 +381,11 @@ def test_a_file_over_the_cap_gets_a_clear_message(page, server, tmp_path):
 # ----- hostile text from a log ----------------------------------------------------------------------
 
 
-def hostile_log(path: Path) -> Path:
-    """mri_prompt_recovery with markup in its serial, firmware and drug name, and a control
-    character in the drug name (as tests/test_reports_documents.py builds it)."""
-    from parsers import read_log, write_log
-    from parsers.crc import crc32c
-
-    img = read_log(SAMPLES / "mri_prompt_recovery.itblog").to_image()
-    img = dataclasses.replace(
-        img,
-        header=dataclasses.replace(img.header, serial="<script>x</scr", firmware='"><b>$x^2$'),
-        status=dataclasses.replace(img.status, drug_name="<img src=x>&Z"),
-    )
-    write_log(path, img)
-    data = bytearray(path.read_bytes())
-    at = data.index(b"<img src=x>&Z") + 12
-    data[at] = 0x01
-    data[380:384] = crc32c(bytes(data[128:380])).to_bytes(4, "little")
-    path.write_bytes(bytes(data))
-    return path
-
-
 def test_script_in_a_logs_text_is_shown_as_text(page, server, tmp_path):
     _, start, end, weight, _ = OK
     page.goto(server.url)
     fill_form(page, start=sydney(start), end=sydney(end), weight=weight, mrn="<b>M1</b>", who="<i>nurse</i>",
-              log=hostile_log(tmp_path / "hostile.itblog"))
+              log=write_hostile_log(tmp_path / "hostile.itblog"))
     submit_and_wait_result(page)
     assert page.locator(".ident strong").first.inner_text() == "<script>x</scr"
     about = page.locator("section.about").inner_text()
