@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import mmap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,10 +24,11 @@ from .layout import blank_erased, find_layout
 from .model import Header, LogImage, Page, Problem, Record, Status
 from .pages import Around, Gap, PageScan, RingRange, order_pages
 from .records import BY_CODE, DELIVERY_CODE, RECORD_SIZE, RecordCode
-from .tables import ITB_EPOCH_UNIX_S, MAX_UTC_S, build_delivery, build_events, utc_times
+from .tables import ITB_EPOCH_UNIX_S, MAX_UTC_S, build_delivery, build_events, representable, utc_times
 from .timebase import ClockMarks, Timebase, correct_clocks
 
 Decoder = Literal["fast", "construct"]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -296,7 +298,9 @@ def _read(
             length=size - expected_end,
         )
 
+    columns = None
     if decoder == "fast":
+        columns = fast.Columns.ahead(buf, pages_start, n_pages, ps, workers)
         scan = fast.scan_pages(buf, pages_start, n_pages, ps)
         parsed = None
     elif decoder == "construct":
@@ -349,7 +353,7 @@ def _read(
         dec = empty_records()
     elif parsed is None:
         try:
-            dec = fast.decode_records(buf, pages_start, n_pages, ps, scan, order, workers)
+            dec = fast.decode_records(buf, pages_start, n_pages, ps, scan, order, workers, columns)
         except LogFormatError as exc:  # raised without the name, which only the reader knows
             raise LogFormatError(path, exc.offset, exc.message) from None
     else:
@@ -388,21 +392,34 @@ def _read(
     )
     for p in tb.problems:
         problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
-    ev_utc, ev_uncertain, d_utc, d_uncertain, far = _table_times(dec, tb)
-    if far is not None:
-        count, offset = far
-        problem(
-            "implausible_time",
-            f"{count} records get times beyond any real date from the pump "
-            "clock and the header's clocks (damaged clock values): their times are unknown",
-            offset,
-        )
+    ev_starts = np.searchsorted(dec.event_idx, tb.starts)
+
+    def delivery_table() -> tuple[pd.DataFrame, _Far | None]:
+        utc, uncertain, shown, far = _table_times(dec, tb, tb.starts - ev_starts, events=False)
+        return build_delivery(dec, utc, uncertain, shown=shown), far
 
     def utc_at(positions: np.ndarray) -> np.ndarray:
         return tb.seconds_at(dec.clock, positions)
 
-    pages_df = _pages_table(scan, order.accepted, counts, page_first, utc_at)
-    gaps_df = _gaps_table(order.gaps, scan, order.accepted, counts, page_first, utc_at)
+    # on a large log the delivery table (nearly all the rows) is built on a second thread
+    # while this one builds the events, pages and gaps tables and checks the rules
+    threads = fast.default_workers() if workers is None else workers
+    with _beside(threads > 1 and len(dec.delivery_clock) >= _BESIDE_ROWS, delivery_table) as delivery:
+        ev_utc, ev_uncertain, ev_shown, ev_far = _table_times(dec, tb, ev_starts, events=True)
+        pages_df = _pages_table(scan, order.accepted, counts, page_first, utc_at)
+        gaps_df = _gaps_table(order.gaps, scan, order.accepted, counts, page_first, utc_at)
+        from_first_page = bool(len(counts)) and int(scan.seq[order.accepted[0]]) == 0
+        rule_problems = check_rules(dec, tb, gap_starts, from_first_page=from_first_page)
+        events_df = build_events(dec, ev_utc, ev_uncertain, shown=ev_shown)
+        delivery_df, d_far = delivery()
+    far = [f for f in (ev_far, d_far) if f is not None]
+    if far:
+        problem(
+            "implausible_time",
+            f"{sum(f.records for f in far)} records get times beyond any real date from the pump "
+            "clock and the header's clocks (damaged clock values): their times are unknown",
+            min(far).offset,
+        )
     for g, row in zip(order.gaps, gaps_df.itertuples(index=False), strict=True):
         problem(
             "page_gap",
@@ -411,8 +428,7 @@ def _read(
             g.first,
             last_seq=g.last,
         )
-    from_first_page = bool(len(counts)) and int(scan.seq[order.accepted[0]]) == 0
-    for p in check_rules(dec, tb, gap_starts, from_first_page=from_first_page):
+    for p in rule_problems:
         problem(p.kind, p.message, p.offset, p.page_seq, p.severity)
     return InterrogationLog(
         path=path,
@@ -420,13 +436,27 @@ def _read(
         status=status,
         header_ok=header_ok,
         status_ok=status_ok,
-        events=build_events(dec, ev_utc, ev_uncertain),
-        delivery=build_delivery(dec, d_utc, d_uncertain),
+        events=events_df,
+        delivery=delivery_df,
         pages=pages_df,
         gaps=gaps_df,
         problems=problems,
         decoder=decoder,
     )
+
+
+_BESIDE_ROWS = 1 << 16  # delivery rows from which the table is worth a thread of its own
+
+
+@contextlib.contextmanager
+def _beside(thread: bool, work: Callable[[], _T]) -> Iterator[Callable[[], _T]]:
+    """Start ``work`` on a thread of its own (``thread``) or leave it to be done in this one;
+    yields the function that returns its result, waiting for it."""
+    if not thread:
+        yield work
+        return
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(work).result
 
 
 def _pages(n: int) -> str:
@@ -470,28 +500,30 @@ def _gap_message(g: Gap, row: Any, n_accepted: int) -> str:
     return text
 
 
+class _Far(NamedTuple):
+    """Records of one table whose times are beyond any real date: how many, and the storage
+    position and byte offset of the first of them."""
+
+    position: int
+    offset: int
+    records: int
+
+
 def _table_times(
-    dec: DecodedRecords, tb: Timebase
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, int] | None]:
-    """UTC seconds and uncertain flags of the event rows and of the delivery rows; times too
-    far out to be real are marked uncertain and counted, with the byte offset of the first
-    such record in sequence order."""
-    ev_starts = np.searchsorted(dec.event_idx, tb.starts)
-    ev_utc, ev_uncertain = tb.seconds(dec.event_clock, ev_starts)
-    d_utc, d_uncertain = tb.seconds(dec.delivery_clock, tb.starts - ev_starts)
-    first: list[tuple[int, int]] = []  # (storage position, byte offset) per table
-    count = 0
-    for utc, uncertain, offsets, is_events in (
-        (ev_utc, ev_uncertain, dec.event_offset, True),
-        (d_utc, d_uncertain, dec.delivery_offset, False),
-    ):
-        if len(utc) and (utc.max() > MAX_UTC_S or utc.min() < -ITB_EPOCH_UNIX_S):
-            far = (utc > MAX_UTC_S) | (utc < -ITB_EPOCH_UNIX_S)
-            uncertain |= far
-            count += int(far.sum())
-            r = int(np.flatnonzero(far)[0])
-            first.append((dec.storage_position(r, events=is_events), int(offsets[r])))
-    return ev_utc, ev_uncertain, d_utc, d_uncertain, (count, min(first)[1]) if first else None
+    dec: DecodedRecords, tb: Timebase, row_starts: np.ndarray, *, events: bool
+) -> tuple[np.ndarray, np.ndarray, bool, _Far | None]:
+    """UTC seconds and uncertain flags of the event rows or of the delivery rows (segment
+    ``k`` from row ``row_starts[k]``), whether all can be shown, and the rows whose times are
+    too far out to be real (marked uncertain)."""
+    clock = dec.event_clock if events else dec.delivery_clock
+    utc, uncertain = tb.seconds(clock, row_starts)
+    if representable(utc):
+        return utc, uncertain, True, None
+    far = (utc > MAX_UTC_S) | (utc < -ITB_EPOCH_UNIX_S)
+    uncertain |= far
+    r = int(np.flatnonzero(far)[0])
+    offset = int((dec.event_offset if events else dec.delivery_offset)[r])
+    return utc, uncertain, False, _Far(dec.storage_position(r, events=events), offset, int(far.sum()))
 
 
 def _clock_marks(dec: DecodedRecords) -> ClockMarks:

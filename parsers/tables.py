@@ -19,29 +19,43 @@ for _t in BY_CODE.values():
         for _f in _t.fields:
             _EVENT_FIELD_SPECS.setdefault(_f.name, _f)
 _DELIVERY_SPECS = {f.name: f for f in BY_CODE[DELIVERY_CODE].fields}
+_EVENT_ROW = {name: i for i, name in enumerate(EVENT_FIELDS)}
+_EVENT_FLOATS = [n for n, f in _EVENT_FIELD_SPECS.items() if f.enum is None and f.per_unit != 1]
 
 
 _NAT = np.iinfo(np.int64).min
 MAX_UTC_S = 7_900_000_000  # 2250-05-05: beyond it nanosecond times overflow; such a clock is damage
 
 
-def _sort_key(seconds: np.ndarray) -> np.ndarray:
-    """Times for ordering rows: unrepresentable ones (shown as NaT) go last."""
-    if not len(seconds) or (seconds.max() <= MAX_UTC_S and seconds.min() >= -ITB_EPOCH_UNIX_S):
+def representable(seconds: np.ndarray) -> bool:
+    """True when every time can be shown (the usual case: then none needs masking)."""
+    return not len(seconds) or bool(seconds.max() <= MAX_UTC_S and seconds.min() >= -ITB_EPOCH_UNIX_S)
+
+
+def _sort_key(seconds: np.ndarray, shown: bool) -> np.ndarray:
+    """Times for ordering rows: unrepresentable ones (shown as NaT) go last (``shown``:
+    :func:`representable` said they all can be shown)."""
+    if shown:
         return seconds
     bad = (seconds > MAX_UTC_S) | (seconds < -ITB_EPOCH_UNIX_S)
     return np.where(bad, np.iinfo(np.int64).max, seconds)
 
 
 def utc_times(
-    seconds: np.ndarray, missing: np.ndarray | None = None, *, inplace: bool = False
+    seconds: np.ndarray,
+    missing: np.ndarray | None = None,
+    *,
+    inplace: bool = False,
+    shown: bool | None = None,
 ) -> pd.DatetimeIndex:
     """ITB-epoch seconds as a UTC DatetimeIndex (nanosecond resolution); ``missing`` rows,
     and times too far out to represent, become NaT.  ``inplace`` converts the caller's
-    int64 array itself into the nanoseconds (no copy of a column of millions of rows)."""
+    int64 array itself into the nanoseconds (no copy of a column of millions of rows);
+    ``shown``: what :func:`representable` says of ``seconds``, if the caller knows."""
     ns = seconds if inplace and seconds.dtype == np.int64 else seconds.astype(np.int64)
-    out_of_range = len(ns) and (ns.max() > MAX_UTC_S or ns.min() < -ITB_EPOCH_UNIX_S)
-    bad = ((ns > MAX_UTC_S) | (ns < -ITB_EPOCH_UNIX_S)) if out_of_range else None
+    if shown is None:
+        shown = representable(ns)
+    bad = None if shown else (ns > MAX_UTC_S) | (ns < -ITB_EPOCH_UNIX_S)
     if missing is not None:
         bad = missing if bad is None else bad | missing
     ns += ITB_EPOCH_UNIX_S
@@ -91,25 +105,25 @@ def enum_categorical(
     return pd.Categorical.from_codes(codes, dtype=_dtype(cats), validate=False)
 
 
-def _present(codes: np.ndarray) -> dict[str, np.ndarray]:
-    """For each event field, which rows' record types have it (one pass per record type)."""
-    present = {name: np.zeros(len(codes), dtype=bool) for name in EVENT_FIELDS}
+def _missing(codes: np.ndarray) -> dict[str, np.ndarray]:
+    """For each event field, the rows whose record type lacks it (one pass per record type,
+    into one block for all the fields)."""
+    present = np.zeros((len(EVENT_FIELDS), len(codes)), dtype=bool)
     for c in np.unique(codes).tolist():
         t = BY_CODE.get(c)
         if t is None or c == DELIVERY_CODE:
             continue
         rows = codes == c
         for f in t.fields:
-            present[f.name] |= rows
-    return present
+            present[_EVENT_ROW[f.name]] |= rows
+    return dict(zip(EVENT_FIELDS, np.logical_not(present, out=present), strict=True))
 
 
-def _event_column(f: Field, raw: np.ndarray, present: np.ndarray) -> object:
-    missing = ~present
+def _event_column(f: Field, raw: np.ndarray, missing: np.ndarray, out: np.ndarray | None = None) -> object:
     if f.enum is not None:
         return enum_categorical(raw, f.enum, missing)
     if f.per_unit != 1:
-        col = raw / f.per_unit
+        col = np.divide(raw, f.per_unit, out=out)
         col[missing] = np.nan
         return col
     return pd.arrays.IntegerArray(raw, missing)
@@ -127,13 +141,16 @@ def event_names(codes: np.ndarray) -> pd.Categorical:
     )
 
 
-def build_events(dec: DecodedRecords, seconds: np.ndarray, uncertain: np.ndarray) -> pd.DataFrame:
+def build_events(
+    dec: DecodedRecords, seconds: np.ndarray, uncertain: np.ndarray, *, shown: bool | None = None
+) -> pd.DataFrame:
     """One row per non-delivery record, in time order (``seconds``: each row's UTC, ITB
-    epoch, consumed)."""
-    order = _time_order(seconds)
+    epoch, consumed; ``shown``: what :func:`representable` says of them, if known)."""
+    shown = representable(seconds) if shown is None else shown
+    order = _time_order(seconds, shown)
     code = dec.event_code
     cols: dict[str, object] = {
-        "time_utc": utc_times(seconds, inplace=True),
+        "time_utc": utc_times(seconds, inplace=True, shown=shown),
         "event": event_names(code),
         "code": code.astype(np.int64),
         "pump_clock": dec.event_clock.astype(np.int64),
@@ -142,9 +159,11 @@ def build_events(dec: DecodedRecords, seconds: np.ndarray, uncertain: np.ndarray
         "offset": dec.event_offset,
         "aux": dec.event_aux.astype(np.int64),
     }
-    present = _present(code)
+    missing = _missing(code)
+    floats = dict(zip(_EVENT_FLOATS, np.empty((len(_EVENT_FLOATS), len(code))), strict=True))  # one block
     for name in EVENT_FIELDS:
-        cols[name] = _event_column(_EVENT_FIELD_SPECS[name], dec.events[name], present[name])
+        f = _EVENT_FIELD_SPECS[name]
+        cols[name] = _event_column(f, dec.events[name], missing[name], floats.get(name))
     hexes = np.full(len(code), None, dtype=object)
     for row, payload in dec.unknown_payload.items():
         hexes[row] = payload.hex()
@@ -153,21 +172,25 @@ def build_events(dec: DecodedRecords, seconds: np.ndarray, uncertain: np.ndarray
     return df if order is None else df.take(order).reset_index(drop=True)
 
 
-def _time_order(seconds: np.ndarray) -> np.ndarray | None:
+def _time_order(seconds: np.ndarray, shown: bool) -> np.ndarray | None:
     """The row order that sorts ``seconds`` (stable; unrepresentable times last), or None
     when they are already in order (the usual case)."""
-    t = _sort_key(seconds)
+    t = _sort_key(seconds, shown)
     if len(t) > 1 and (t[1:] < t[:-1]).any():
         return np.argsort(t, kind="stable")
     return None
 
 
-def build_delivery(dec: DecodedRecords, seconds: np.ndarray, uncertain: np.ndarray) -> pd.DataFrame:
+def build_delivery(
+    dec: DecodedRecords, seconds: np.ndarray, uncertain: np.ndarray, *, shown: bool | None = None
+) -> pd.DataFrame:
     """One row per delivery-history interval, in time order of the interval's end
     (``time_utc``; the interval began ``interval_s`` seconds earlier).  ``seconds`` (each
-    row's UTC, ITB epoch) is consumed: it becomes the ``time_utc`` column."""
-    order = _time_order(seconds)
-    cols: dict[str, object] = {"time_utc": utc_times(seconds, inplace=True)}
+    row's UTC, ITB epoch) is consumed: it becomes the ``time_utc`` column (``shown``: what
+    :func:`representable` says of them, if known)."""
+    shown = representable(seconds) if shown is None else shown
+    order = _time_order(seconds, shown)
+    cols: dict[str, object] = {"time_utc": utc_times(seconds, inplace=True, shown=shown)}
     for name in DELIVERY_FIELDS:
         f = _DELIVERY_SPECS[name]
         col = dec.delivery[name]

@@ -8,16 +8,16 @@ exactly those of the construct decoder."""
 from __future__ import annotations
 
 import random
+import threading
 import uuid
 from unittest import mock
 
 import logfactory as lf
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parsers import LogFormatError, fast, read_log, read_log_bytes
+from parsers import fast, read_log, read_log_bytes
 
 SETTINGS = settings(
     max_examples=40,
@@ -103,14 +103,34 @@ def test_threads_and_one_thread_agree_on_a_multi_chunk_log(tmp_path):
     assert np.all(np.diff(one.delivery["offset"].to_numpy()) > 0)  # storage order, no wrap here
 
 
-def test_a_log_changed_between_the_passes_is_a_clear_error(tmp_path, monkeypatch):
-    """The chunk slices are sized by a first pass over the record codes; if the bytes change
-    under the memory map before the second pass the reader says so (never a wrong table)."""
-    image = lf.make_image(lf.base_history(n_delivery=40), page_size=256, ring_slots=16, first_seq=0)
+def test_a_chunk_that_fails_stops_the_read_and_no_thread_waits_for_ever(tmp_path, monkeypatch):
+    """A chunk passes on where the next chunk's rows start even when it fails, so the chunks
+    after it fail too instead of waiting; the read raises the first chunk's error."""
+    image = lf.make_image(lf.base_history(n_delivery=200), page_size=256, ring_slots=64, first_seq=0)
     path = tmp_path / "x.itblog"
     lf.write_image(path, image)
-    real = fast._count_delivery
-    monkeypatch.setattr(fast, "_count_delivery", lambda *a: real(*a) + 1)  # as if a record changed type
-    with pytest.raises(LogFormatError) as info:
-        read_log(path)
-    assert str(path) in str(info.value) and "changed while it was being read" in str(info.value)
+    real = fast._past_records
+    calls = iter(range(10**6))
+
+    def third_chunk_fails(mask, held, short, rpp):
+        if next(calls) == 2:
+            raise MemoryError("no memory for chunk 2")
+        return real(mask, held, short, rpp)
+
+    monkeypatch.setattr(fast, "_past_records", third_chunk_fails)
+    monkeypatch.setattr(fast, "CHUNK_PAGES", 2)
+    for workers in (1, 3):
+        calls = iter(range(10**6))
+        errors: list[BaseException] = []
+
+        def read(workers: int = workers, errors: list[BaseException] = errors) -> None:
+            try:
+                read_log(path, workers=workers)
+            except BaseException as exc:  # handed to the test's thread
+                errors.append(exc)
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        t.join(60)
+        assert not t.is_alive(), f"the read with {workers} threads hung"
+        assert len(errors) == 1 and isinstance(errors[0], MemoryError), errors

@@ -218,6 +218,17 @@ def test_chunks_amortise_the_pool():
     assert cohort.chunk_size(100_000, 2) == 16
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 100, 1000])
+def test_the_last_chunks_are_small_so_the_workers_finish_together(n):
+    tasks = [cohort.LogTask(f"{i}.itblog", f"{i}", f"{i}.zip") for i in range(n)]
+    parts = cohort.chunks(tasks, 2)
+    assert [t for c in parts for t in c] == tasks and all(parts)
+    size = cohort.chunk_size(n, 2)
+    assert max(map(len, parts), default=0) <= size
+    if n >= 100:  # the last two rounds of the two workers in quarter-size chunks
+        assert [len(c) for c in parts[-4:]] == [max(1, size // 4)] * 4
+
+
 def test_dask_engine_gives_the_same_tables_as_the_local_engine(local_run, logs_dir, procedures_csv, tmp_path):
     """``itb cohort --engine dask`` on a 2-worker LocalCluster, in a subprocess (so no Dask
     threads stay behind in the test process), against the local engine's tables."""

@@ -465,6 +465,16 @@ def chunk_size(n: int, workers: int) -> int:
     return max(1, min(16, n // max(1, workers * 16)))
 
 
+def chunks(tasks: Sequence[LogTask], workers: int) -> list[list[LogTask]]:
+    """The tasks in chunks of :func:`chunk_size`, the last two rounds in quarter-size ones:
+    the workers then run out of work together, none left alone with a last big chunk."""
+    size = chunk_size(len(tasks), workers)
+    small = max(1, size // 4)
+    head = max(0, len(tasks) - 2 * workers * size)
+    return ([list(tasks[i:min(i + size, head)]) for i in range(0, head, size)]
+            + [list(tasks[i:i + small]) for i in range(head, len(tasks), small)])
+
+
 def run_local(tasks: Sequence[LogTask], workers: int,
               on_result: Callable[[TaskResult], None] | None = None) -> list[TaskResult]:
     """Run tasks on a pool of ``workers`` processes, in chunks; results in completion order."""
@@ -473,12 +483,11 @@ def run_local(tasks: Sequence[LogTask], workers: int,
     results: list[TaskResult] = []
     if not tasks:
         return results
-    size = chunk_size(len(tasks), workers)
-    chunks = [list(tasks[i:i + size]) for i in range(0, len(tasks), size)]
-    ex = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), initializer=ignore_sigint)
+    parts = chunks(tasks, workers)
+    ex = ProcessPoolExecutor(max_workers=min(workers, len(parts)), initializer=ignore_sigint)
     try:
         with sigint_deferred():  # the workers start now and leave Ctrl-C to this process
-            futures = {ex.submit(process_chunk, c): c for c in chunks}
+            futures = {ex.submit(process_chunk, c): c for c in parts}
         for fut in as_completed(futures):
             try:
                 got = fut.result()
@@ -846,7 +855,8 @@ def run_cohort(paths: Iterable[str | Path], out_dir: str | Path, *, workers: int
 
 
 __all__ = [
-    "CohortError", "CohortRun", "Failure", "LogTask", "Progress", "TaskResult", "chunk_size", "combine",
-    "discover", "log_tables", "plan", "process_chunk", "process_log", "read_part", "read_part_arrow",
-    "read_procedures", "read_tables", "run_cohort", "run_dask", "run_local", "write_failures", "write_plots",
+    "CohortError", "CohortRun", "Failure", "LogTask", "Progress", "TaskResult", "chunk_size", "chunks",
+    "combine", "discover", "log_tables", "plan", "process_chunk", "process_log",
+    "read_part", "read_part_arrow", "read_procedures", "read_tables", "run_cohort", "run_dask", "run_local",
+    "write_failures", "write_plots",
 ]
