@@ -211,7 +211,8 @@ def _marks(events: pd.DataFrame) -> list[tuple[str, Mark]]:
     names = events["event"].astype(str).to_numpy()
     offsets = events["offset"].to_numpy()
     uncertain = events["time_uncertain"].to_numpy()
-    cols = {c: events[c].to_numpy(dtype=object) for c in events.columns}
+    needed = {f for fields in _FIELDS.values() for f in fields} & set(events.columns)
+    cols = {c: events[c].to_numpy(dtype=object) for c in needed}
     out = []
     for i in range(len(events)):
         fields = _FIELDS.get(names[i])

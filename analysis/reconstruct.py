@@ -74,6 +74,19 @@ class Reconstruction:
                 return ps.program if t < ps.end_s or ps is self.program_spans[-1] else None
         return None
 
+    def program_index_at(self, times: np.ndarray) -> np.ndarray:
+        """:meth:`program_at` for many times at once, as indices into ``program_spans`` (-1 for
+        none): one search, not one loop per time."""
+        spans = self.program_spans
+        t = np.asarray(times, dtype=np.float64)
+        if not spans:
+            return np.full(len(t), -1, dtype=np.int64)
+        starts = np.array([ps.start_s for ps in spans], dtype=np.float64)
+        ends = np.array([ps.end_s for ps in spans], dtype=np.float64)
+        idx = np.searchsorted(starts, t, side="right") - 1
+        live = (idx >= 0) & ((t < ends[np.maximum(idx, 0)]) | (idx == len(spans) - 1))
+        return np.where(live, idx, -1)
+
     def daily_dose_at(self, t: float) -> float:
         """The prescribed daily dose at ``t`` in mcg (the last non-stopped one if stopped)."""
         prog = self.program_at(t)
@@ -469,9 +482,11 @@ def timeline(rec: Reconstruction, resolution: str | pd.Timedelta = "1h") -> pd.D
         out["reservoir_ml"] = np.nan
     ci = np.maximum(np.searchsorted(rec.conc_times, a, side="right") - 1, 0)
     out["concentration_mcg_ml"] = rec.conc_values[ci]
-    progs = [rec.program_at(t) for t in a]
-    out["programmed_concentration_mcg_ml"] = [p.concentration_mcg_ml if p else np.nan for p in progs]
-    out["mode"] = [p.mode if p else "unknown" for p in progs]
+    pi = rec.program_index_at(a)
+    span_conc = np.array([ps.program.concentration_mcg_ml for ps in rec.program_spans] + [np.nan])
+    span_mode = np.array([ps.program.mode for ps in rec.program_spans] + ["unknown"], dtype=object)
+    out["programmed_concentration_mcg_ml"] = span_conc[pi].astype(float)  # -1: the appended none
+    out["mode"] = span_mode[pi]
     out["history_missing"] = overlaps(a, b, [(s.start_s, s.end_s) for s in rec.missing])
     out["time_uncertain"] = overlaps(a, b, [(s.start_s, s.end_s) for s in rec.uncertain])
     known = [(ps.start_s, ps.end_s) for ps in rec.program_spans if ps.program.source != "inferred"]

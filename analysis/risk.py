@@ -201,11 +201,12 @@ def grade(f: Finding, ctx: Context) -> tuple[str, str]:
 
 def _longest_run_h(mask: np.ndarray, dt_h: float) -> tuple[float, bool]:
     """Longest run of True (hours) and whether a run reaches the end."""
-    best = cur = 0
-    for v in mask:
-        cur = cur + 1 if v else 0
-        best = max(best, cur)
-    return best * dt_h, bool(len(mask) and mask[-1])
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return 0.0, False
+    edges = np.diff(np.concatenate(([0], m.view(np.int8), [0])))  # +1 where a run starts, -1 after it
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return int((ends - starts).max()) * dt_h, bool(m[-1])
 
 
 def csf_levels(csf: pd.DataFrame, ctx: Context) -> tuple[str, str, list[str], list[str]]:

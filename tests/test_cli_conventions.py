@@ -19,6 +19,7 @@ from test_wire_serve import fresh_pump, serving
 
 import itb_device
 from itb_device.cli import main
+from itb_device.cli.main import COMMANDS
 from itb_device.serial_backend import ReadProgress, SerialProgrammer
 from itb_device.wire.faults import FaultSpec
 from itb_device.wire.server import PumpService, TcpTransport, open_transport
@@ -94,6 +95,42 @@ def test_the_command_line_starts_without_pandas():
 
 # ---- 10. progress on a terminal ------------------------------------------------------------------
 
+
+
+def test_a_command_loads_only_its_own_module_and_no_package_metadata():
+    """``itb check ...`` registers the check's options only (issue 18: start-up); the others
+    are listed for --help but not imported, and the version is read only for --version."""
+    code = ("import sys; from itb_device.cli.main import build_parser; "
+            "p = build_parser(['check', 'x.itblog']); "
+            "cli = sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('itb_device.cli.')); "
+            "print(cli, 'importlib.metadata' in sys.modules); "
+            "print(sorted(p._subparsers._group_actions[0].choices))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    loaded, names = p.stdout.splitlines()
+    assert loaded == "['check', 'errors', 'main', 'options'] False"
+    assert names == str(sorted(COMMANDS))
+
+
+def test_the_itb_process_spares_its_final_collection_and_a_caller_keeps_its_collector(capsys, tmp_path):
+    """The ``itb`` process freezes what is alive when it ends (Python's final full collection
+    took a third of a check); a program calling main() must keep a working collector."""
+    import gc
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert gc.get_freeze_count() == 0
+    script = tmp_path / "itb"  # the console script's name: this process is the itb command
+    script.write_text(
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "from itb_device.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    p = subprocess.run([sys.executable, str(script), "dose", "test", "--age", "9", "--weight-kg", "20"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == "frozen True" and "mcg" in p.stdout
 
 def interrogate(args: list[str], monkeypatch, stderr: io.StringIO) -> tuple[int, str]:
     out = io.StringIO()
