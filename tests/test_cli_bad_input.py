@@ -193,6 +193,15 @@ def test_check_report_path_is_refused_before_the_verdict(capsys, tmp_path, name,
     assert listing(tmp_path) == []
 
 
+def test_check_with_a_procedure_after_the_interrogation_is_one_line(capsys):
+    """An --end after the log was read (the wrong log or the wrong date) is the user's error:
+    one line naming the log and --end, exit 2, no traceback (it was a traceback)."""
+    log = SAMPLES / "pocket_fill.itblog"  # interrogated on 2026-04-13
+    one_line_error(capsys, ["check", log, "--after", "mri", "--end", "2026-10-31T11:00:00+00:00"],
+                   f"{log}: --end 2026-10-31T11:00:00+00:00", "after the pump was interrogated",
+                   "right log, or the right date")
+
+
 def test_check_report_into_a_folder_given_as_the_file(capsys, tmp_path):
     folder = tmp_path / "r.pdf"
     folder.mkdir()

@@ -80,13 +80,16 @@ def run(args: argparse.Namespace) -> int:
                             "itb-telemetry: reinstall it from the repository root with "
                             ".venv/bin/pip install -e .")
 
-    from analysis.check import VERDICTS, check
+    from analysis.check import VERDICTS, CheckInputError, check
     from analysis.timeutil import Clock
     from parsers import read_log
 
     rules = rules_for(args.rules, args.weight_kg)  # one plausible weight range for every command
     log = read_log(args.log)
-    result = check(log, args.after, end, start, weight_kg=args.weight_kg, rules=rules, clock=Clock(zone))
+    try:
+        result = check(log, args.after, end, start, weight_kg=args.weight_kg, rules=rules, clock=Clock(zone))
+    except CheckInputError as exc:  # the times entered do not fit this log: a user's error
+        raise UserError(f"{args.log}: --end {args.end}: {exc}") from None
     if args.json:
         doc = result.to_dict(zone)
         doc["source"] = source_of(args.log, log)
