@@ -72,7 +72,17 @@ class CheckResult:
     the procedure's start was not given (assumed from its kind); ``records_until_s``: the end of
     the last delivery record in the window (None: none); ``not_delivering_now``: the pump is
     not delivering at the interrogation.  ``details`` repeats these three under their names,
-    for readers not yet moved to the fields."""
+    for readers not yet moved to the fields.
+
+    ``stall_s``: seconds the motor was stalled in the check window (``stall_from_s``, that is
+    ``[check] lookback_h`` before the procedure start, to the interrogation): the union of the
+    ``motor_stall`` and ``stall_ongoing`` findings there, a stall still going (or with no known
+    end) counted to the interrogation; 0 when none was found, None when none was found and the
+    window's history is incomplete (``missed_mcg`` None: a stall cannot be ruled out).
+    ``stall_ongoing``: one of them is still going at the interrogation.  Computed here, once
+    (:func:`stall_time`), beside the rest of the verdict, so that every reader of the result
+    (the JSON's ``stall``, the ward app, the FHIR export) takes this figure and none works out
+    its own; ``_summary`` tells the stalls of the same window."""
 
     verdict: str
     reasons: list[str]
@@ -87,6 +97,9 @@ class CheckResult:
     assumed_start: bool
     records_until_s: int | None
     not_delivering_now: bool
+    stall_s: int | None
+    stall_ongoing: bool
+    stall_from_s: int
     weight_kg: float | None = None
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
@@ -129,6 +142,11 @@ class CheckResult:
             "missed_share_of_daily_dose": _round(share(self.missed_mcg), 4),
             "excess_mcg": _round(self.excess_mcg),
             "excess_share_of_daily_dose": _round(share(self.excess_mcg), 4),
+            "stall": {
+                "minutes": None if self.stall_s is None else round(self.stall_s / 60, 1),
+                "ongoing": self.stall_ongoing,
+                "from": iso(self.stall_from_s),
+            },
             "risks": {
                 k: {
                     "level": r.level,
@@ -268,7 +286,10 @@ def check(
     for f in a.findings:
         reasons_review += _finding_reasons(f, a, proc, now_s, lookback, clock)
     verdict = "URGENT" if reasons_urgent else "REVIEW" if reasons_review else "OK"
-    summary = _summary(a, proc, now_s, daily, missed, excess, clock, covered, stalled_now, status_says)
+    stall_from = start_s - int(lookback)
+    stall_s, stall_ongoing = stall_time(a.findings, stall_from, now_s, history_complete=missed is not None)
+    summary = _summary(a, proc, now_s, daily, missed, excess, clock, covered, stalled_now, status_says,
+                       stall_from)
     if verdict == "OK":
         summary.append(PUMP_RECORD_ONLY)
     return CheckResult(
@@ -285,11 +306,39 @@ def check(
         assumed_start=assumed_start,
         records_until_s=covered,
         not_delivering_now=stalled_now,
+        stall_s=stall_s,
+        stall_ongoing=stall_ongoing,
+        stall_from_s=stall_from,
         weight_kg=weight_kg,
         notes=notes,
         details={"assumed_start": assumed_start, "records_until_s": covered,
                  "not_delivering_now": stalled_now},
     )
+
+
+def stall_time(findings: list[Finding], from_s: int, now_s: int, *,
+               history_complete: bool) -> tuple[int | None, bool]:
+    """Seconds the motor was stalled from ``from_s`` to ``now_s`` (the interrogation), and
+    whether a stall is still going: the union of the ``motor_stall`` and ``stall_ongoing``
+    findings cut to that window (they describe the same stall from different sources, so they
+    overlap and are not added), a stall with no known start counted from ``from_s``, one still
+    going or with no known end to ``now_s``.  None when no stall touches the window and the
+    window's history is not complete: a stall cannot be ruled out, which is not 0."""
+    spans: list[tuple[float, float]] = []
+    ongoing = False
+    for f in findings:
+        if f.kind not in ("motor_stall", "stall_ongoing"):
+            continue
+        a = from_s if f.start_s is None else f.start_s
+        b = now_s if f.end_s is None else f.end_s
+        if b < from_s or a > now_s:
+            continue
+        a, b = max(a, from_s), min(b, now_s)
+        spans.append((a, max(a, b)))
+        ongoing = ongoing or f.ongoing or f.end_s is None
+    if not spans:
+        return (0 if history_complete else None), False
+    return int(sum(b - a for a, b in merge_spans(spans))), ongoing
 
 
 _NOT_DELIVERING_TEXT = {
@@ -531,12 +580,13 @@ def _summary(
     covered: int | None,
     stalled_now: bool,
     status_says: list[str],
+    lo: int,
 ) -> list[str]:
     """Plain clinical sentences: stall, recovery, stop, drug missed or in excess.  The drug
-    figures are the window's (``missed``/``excess``), the same ones the JSON gives."""
+    figures are the window's (``missed``/``excess``), the same ones the JSON gives; the stalls
+    told are those of the window from ``lo``, the one ``CheckResult.stall_s`` sums."""
     name = "the MRI" if proc.kind == "mri" else "surgery with diathermy"
     lines = []
-    lo = proc.start_s - HOUR
     stalls = [f for f in a.findings if f.kind == "motor_stall" and _overlaps(f, lo, now_s)]
     for f in stalls:
         started = clock.time(f.start_s) if f.start_s is not None else "an unknown time"

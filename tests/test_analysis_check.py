@@ -366,6 +366,7 @@ TOP_KEYS = {
     "missed_share_of_daily_dose",
     "excess_mcg",
     "excess_share_of_daily_dose",
+    "stall",
     "risks",
     "checklist",
     "findings",
@@ -411,6 +412,8 @@ def test_to_dict_has_the_documented_keys_and_zone_offsets():
         "end": "2026-03-11T02:00:00+11:00",
     }
     assert d["interrogated_at"] == "2026-03-11T04:00:00+11:00"
+    # stalled from the MRI start (01:00) to the check (04:00), still going; window from 00:00
+    assert d["stall"] == {"minutes": 180.0, "ongoing": True, "from": "2026-03-11T00:00:00+11:00"}
     assert set(d["risks"]) == {"withdrawal", "overdose"}
     assert set(d["risks"]["withdrawal"]) == {"level", "reasons", "actions"}
     assert all(set(f) == FINDING_KEYS for f in d["findings"])

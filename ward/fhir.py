@@ -42,38 +42,38 @@ def _t(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
 
-def stall_minutes(doc: dict[str, Any]) -> tuple[float | None, bool]:
-    """Minutes the motor was stalled from an hour before the procedure to the interrogation
-    (the union of the ``motor_stall`` and ``stall_ongoing`` findings there; a stall still going
-    counts to the interrogation), and whether one is still going.  None when the window's
-    history is incomplete and no stall was found (a stall cannot be ruled out)."""
-    start = _t(doc["procedure"]["start"])
-    now = _t(doc["interrogated_at"])
-    if start is None or now is None:
-        return None, False
-    lo = start - dt.timedelta(hours=1)
-    spans, ongoing = [], False
-    for f in doc.get("findings", []):
-        if f["kind"] not in ("motor_stall", "stall_ongoing"):
-            continue
-        a = _t(f["start"]) or lo
-        b = _t(f["end"]) or now
-        if b >= lo and a <= now:
-            spans.append((a, b))
-            ongoing = ongoing or bool(f["ongoing"]) or f["end"] is None
-    if not spans:
-        return (None if doc.get("missed_mcg") is None else 0.0), False
-    spans.sort()
-    total = dt.timedelta()
-    cur_a, cur_b = spans[0]
-    for a, b in spans[1:]:
-        if a <= cur_b:
-            cur_b = max(cur_b, b)
-        else:
-            total += cur_b - cur_a
-            cur_a, cur_b = a, b
-    total += cur_b - cur_a
-    return round(total.total_seconds() / 60, 1), ongoing
+STALL_DISPLAY = "Motor stall duration (from 1 h before the procedure to the check)"
+NO_STALL_KEY = "not in the stored check (made before the check computed it)"
+NO_STALL_NOTE = ("The motor-stall duration is not in this stored check: it was made by an earlier "
+                 "version, before the check computed it. It is unknown, not zero: recompute the "
+                 "check to have it.")
+
+
+def stall_minutes(doc: dict[str, Any]) -> tuple[float | None, bool, str | None]:
+    """The motor-stall minutes of the check's window and whether a stall is still going, as the
+    check computed them (the JSON's ``stall``: ``analysis.check.CheckResult.stall_s``; this
+    export computes nothing itself), and, when there are no minutes, why: the window's
+    history is incomplete (a stall cannot be ruled out), or the stored check predates the
+    ``stall`` key (:data:`NO_STALL_KEY`, with the note :data:`NO_STALL_NOTE`; never 0)."""
+    stall = doc.get("stall")
+    if not isinstance(stall, dict):
+        return None, False, NO_STALL_KEY
+    minutes = stall.get("minutes")
+    ongoing = bool(stall.get("ongoing"))
+    if minutes is None:
+        return None, ongoing, "history of the window incomplete: a stall cannot be ruled out"
+    return float(minutes), ongoing, None
+
+
+def _stall_text(doc: dict[str, Any]) -> str:
+    """The stall observation's text, with the window's lead the check used (``[check]
+    lookback_h``; the code's display says the default, 1 h)."""
+    stall, start = doc.get("stall"), _t(doc["procedure"]["start"])
+    since = _t(stall.get("from")) if isinstance(stall, dict) else None
+    if since is None or start is None or start - since == dt.timedelta(hours=1):
+        return STALL_DISPLAY
+    lead = (start - since).total_seconds() / 3600
+    return f"Motor stall duration (from {lead:g} h before the procedure to the check)"
 
 
 def bundle(row: dict[str, Any], pdf: bytes, *, mrn_system: str = DEFAULT_MRN_SYSTEM) -> dict[str, Any]:
@@ -117,12 +117,13 @@ def bundle(row: dict[str, Any], pdf: bytes, *, mrn_system: str = DEFAULT_MRN_SYS
         device["patient"] = subject
     entries.append((device_id, Device.model_validate(device)))
 
-    def observation(name: str, code: str, display: str, **value: Any) -> str:
+    def observation(name: str, code: str, display: str, text: str | None = None, **value: Any) -> str:
         oid = uid(name)
         obs: dict[str, Any] = {
             "resourceType": "Observation", "id": oid, "status": "final",
             "category": [{"coding": [{"system": OBS_CATEGORY, "code": "procedure", "display": "Procedure"}]}],
-            "code": {"coding": [{"system": CODES, "code": code, "display": display}], "text": display},
+            "code": {"coding": [{"system": CODES, "code": code, "display": display}],
+                     "text": text or display},
             "effectiveDateTime": when,
             "device": _ref(device_id, f"pump {serial}" if serial else "pump"),
             **{k: v for k, v in value.items() if v is not None},
@@ -143,14 +144,15 @@ def bundle(row: dict[str, Any], pdf: bytes, *, mrn_system: str = DEFAULT_MRN_SYS
                                      "display": _INTERPRET[verdict][1]}]}] if verdict in _INTERPRET else None,
         note=notes(shown),
     )]
-    minutes, ongoing = stall_minutes(doc)
+    minutes, ongoing, absent = stall_minutes(doc)
     results.append(observation(
-        "stall", "motor-stall-duration", "Motor stall duration (from 1 h before the procedure to the check)",
+        "stall", "motor-stall-duration", STALL_DISPLAY, text=_stall_text(doc),
         valueQuantity=None if minutes is None else {"value": minutes, "unit": "min", "system": UCUM,
                                                     "code": "min"},
-        dataAbsentReason=None if minutes is not None else {"coding": [{"system": ABSENT, "code": "unknown"}],
-                                                            "text": "history of the window incomplete"},
-        note=notes(["the motor was still stalled at the interrogation"] if ongoing else []),
+        dataAbsentReason=None if absent is None else {"coding": [{"system": ABSENT, "code": "unknown"}],
+                                                      "text": absent},
+        note=notes((["the motor was still stalled at the interrogation"] if ongoing else [])
+                   + ([NO_STALL_NOTE] if absent == NO_STALL_KEY else [])),
     ))
     for key, code, display in (
         ("missed_mcg", "drug-missed", "Baclofen not delivered since the procedure start"),
