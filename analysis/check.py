@@ -183,11 +183,12 @@ class CheckResult:
 
 
     def _delivery_state(self, iso: Callable[[int | None], str | None]) -> list[dict[str, Any]]:
-        """The delivery-state spans that touch the procedure window (from an hour before it)."""
+        """The delivery-state spans that touch the check window (from ``[check] lookback_h``
+        before the procedure, as the stall time)."""
         df = self.assessment.delivery_state
         if df is None or df.empty:
             return []
-        lo = self.procedure.start_s - HOUR
+        lo = self.stall_from_s
         out = []
         for r in df.itertuples(index=False):
             a, b = int(r.start_utc.timestamp()), int(r.end_utc.timestamp())
@@ -547,7 +548,8 @@ def _coverage_reasons(
     tl = a.reconstruction
     if tl.empty or to_seconds(tl.index)[0] > proc.start_s:
         out.append(f"the log's history does not reach back to the start of the {proc.kind.upper()}")
-    win = (to_seconds(tl["end"]) > proc.start_s - HOUR) if not tl.empty else np.array([], dtype=bool)
+    lo = proc.start_s - float(rules.get("check", "lookback_h")) * HOUR  # the check window's start
+    win = (to_seconds(tl["end"]) > lo) if not tl.empty else np.array([], dtype=bool)
     if not tl.empty and tl["history_missing"].to_numpy(dtype=bool)[win].any():
         out.append("part of the history in the procedure window is missing or damaged")
     if not tl.empty and tl["time_uncertain"].to_numpy(dtype=bool)[win].any():
