@@ -185,8 +185,9 @@ def correct_clocks(
                     Problem(
                         "clock_reset",
                         f"pump clock jumps back from {int(clk[i - 1])} s to {int(clk[i])} s with no "
-                        "clock-set or reset record: times before it cannot be anchored and are "
-                        "marked uncertain",
+                        "clock-set or reset record: times before it are anchored only by a sync "
+                        "point of their own (a telemetry session); without one they are estimated "
+                        "from a neighbouring segment and marked uncertain",
                         offset_of(i),
                     )
                 )
