@@ -19,6 +19,8 @@ temporaries stay in cache); the event checks only look at the few event records.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from .decoded import DecodedRecords
@@ -38,81 +40,79 @@ def check_rules(
     ``gap_starts``: storage positions that follow a page gap; ``from_first_page``: the history
     starts at the pump's first page (nothing was written before it)."""
     problems: list[Problem] = []
-    n = len(dec.delivery_clock)
-    if n:
+    if len(dec.delivery_clock):
         stalled, interval = dec.delivery["stalled_s"], dec.delivery["interval_s"]
         too_long, overlap = _row_checks(dec, tb)
-        if len(too_long):
-            r = int(too_long[0])
-            problems.append(
-                _warn(
-                    "stalled_beyond_interval",
-                    f"{_rows(len(too_long))}, the first at this offset, say the rotor stood still "
-                    f"longer than the row's interval (stalled_s {int(stalled[r])} > interval_s "
-                    f"{int(interval[r])}): a pump never writes that (docs/log-format.md 12.2)",
-                    dec,
-                    r,
-                    delivery=True,
-                )
-            )
-        if len(overlap):
-            r = int(overlap[0])
-            problems.append(
-                _warn(
-                    "delivery_overlap",
-                    f"{_rows(len(overlap))}, the first at this offset, begin before the previous row "
-                    f"ended on the same clock (stamp {int(dec.delivery_clock[r])} s minus interval "
-                    f"{int(interval[r])} s is before the previous stamp {int(dec.delivery_clock[r - 1])} "
-                    "s): rows tile the pump's time with no overlap (docs/log-format.md 12.1)",
-                    dec,
-                    r,
-                    delivery=True,
-                )
-            )
+        at_row = dec.delivery_offset, dec.delivery_page_seq
+        problems += first_warning(
+            "stalled_beyond_interval",
+            too_long,
+            lambda r: (
+                f"{_rows(len(too_long))}, the first at this offset, say the rotor stood still "
+                f"longer than the row's interval (stalled_s {int(stalled[r])} > interval_s "
+                f"{int(interval[r])}): a pump never writes that (docs/log-format.md 12.2)"
+            ),
+            *at_row,
+        )
+        problems += first_warning(
+            "delivery_overlap",
+            overlap,
+            lambda r: (
+                f"{_rows(len(overlap))}, the first at this offset, begin before the previous row "
+                f"ended on the same clock (stamp {int(dec.delivery_clock[r])} s minus interval "
+                f"{int(interval[r])} s is before the previous stamp {int(dec.delivery_clock[r - 1])} "
+                "s): rows tile the pump's time with no overlap (docs/log-format.md 12.1)"
+            ),
+            *at_row,
+        )
     code = dec.event_code
     if len(code):
         e = dec.events
+        at_event = dec.event_offset, dec.event_page_seq
         bad = np.flatnonzero(
             (code == RecordCode.PRESCRIPTION) & (e["mode"] != int(Mode.FLEX)) & (e["step_start_min"] != 0)
         )
-        if len(bad):
-            r = int(bad[0])
-            problems.append(
-                _warn(
-                    "prescription_step_start",
-                    f"{len(bad)} prescription record(s) not in flex mode, the first at this offset, "
-                    f"give step_start_min {int(e['step_start_min'][r])}, not 0 (docs/log-format.md 12.4)",
-                    dec,
-                    r,
-                    delivery=False,
-                )
-            )
+        problems += first_warning(
+            "prescription_step_start",
+            bad,
+            lambda r: (
+                f"{len(bad)} prescription record(s) not in flex mode, the first at this offset, "
+                f"give step_start_min {int(e['step_start_min'][r])}, not 0 (docs/log-format.md 12.4)"
+            ),
+            *at_event,
+        )
         outside = _refills_outside(dec, gap_starts, from_first_page)
-        if outside:
-            problems.append(
-                _warn(
-                    "refill_outside_session",
-                    f"{len(outside)} refill record(s), the first at this offset, lie outside a "
-                    "telemetry session (after its telemetry_end, before the next "
-                    "telemetry_start): a pump refills only in a session (docs/log-format.md 12.8)",
-                    dec,
-                    outside[0],
-                    delivery=False,
-                )
-            )
+        problems += first_warning(
+            "refill_outside_session",
+            outside,
+            lambda r: (
+                f"{len(outside)} refill record(s), the first at this offset, lie outside a "
+                "telemetry session (after its telemetry_end, before the next "
+                "telemetry_start): a pump refills only in a session (docs/log-format.md 12.8)"
+            ),
+            *at_event,
+        )
     return problems
+
+
+def first_warning(
+    kind: str,
+    hits: Sequence[int] | np.ndarray,
+    message: Callable[[int], str],
+    offsets: np.ndarray,
+    page_seqs: np.ndarray,
+) -> list[Problem]:
+    """One warning for a rule broken at ``hits`` (indexes in order; none if empty), placed at the
+    first, ``r`` (``offsets[r]``, ``page_seqs[r]``), and saying ``message(r)``: one a rule, however
+    often it is broken, so that a badly broken log does not bury the rest."""
+    if not len(hits):
+        return []
+    r = int(hits[0])
+    return [Problem(kind, message(r), int(offsets[r]), int(page_seqs[r]), "warning")]
 
 
 def _rows(k: int) -> str:
     return "1 delivery row" if k == 1 else f"{k} delivery rows"
-
-
-def _warn(kind: str, message: str, dec: DecodedRecords, row: int, *, delivery: bool) -> Problem:
-    if delivery:
-        offset, seq = dec.delivery_offset[row], dec.delivery_page_seq[row]
-    else:
-        offset, seq = dec.event_offset[row], dec.event_page_seq[row]
-    return Problem(kind, message, int(offset), int(seq), "warning")
 
 
 def _row_checks(dec: DecodedRecords, tb: Timebase) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import format as fmt
+from .checks import first_warning
 from .model import Problem
 
 
@@ -226,18 +227,16 @@ def order_pages(
             if seqs[-1] < ring.last:
                 gaps.append(Gap(len(seqs) - 1, max(int(seqs[-1]) + 1, ring.first), ring.last, around.end))
         outside = np.flatnonzero((seqs < ring.first) | (seqs > ring.last))
-        if len(outside):
-            k = int(outside[0])
-            ring_notes.append(
-                Problem(
-                    "ring_position",
-                    f"{len(outside)} page(s), the first seq {int(seqs[k])} at this offset, lie outside the "
-                    f"pages seq {ring.first}..{ring.last} that the status says the ring holds: kept",
-                    int(scan.offset[order[k]]),
-                    int(seqs[k]),
-                    "warning",
-                )
-            )
+        ring_notes += first_warning(
+            "ring_position",
+            outside,
+            lambda k: (
+                f"{len(outside)} page(s), the first seq {int(seqs[k])} at this offset, lie outside the "
+                f"pages seq {ring.first}..{ring.last} that the status says the ring holds: kept"
+            ),
+            scan.offset[order],
+            seqs,
+        )
         at = np.flatnonzero(seqs == ring.last)
         if len(at):
             i = int(order[at[0]])

@@ -4,8 +4,10 @@ Import it as ``import logfactory as lf`` (pytest puts ``tests/`` on ``sys.path``
 
 * **Record builders**: :func:`rec` makes a record of a known type with *every* payload field
   filled in (absent ones 0 or the enum's first name), so it survives a write/read round trip
-  unchanged; :func:`delivery`, :func:`telemetry_start`, :func:`clock_set`, :func:`pump_reset`
-  and :func:`unknown` are shorthands; :func:`base_history` is a small realistic history.
+  unchanged; :func:`delivery`, :func:`telemetry_start`, :func:`telemetry_end`,
+  :func:`prescription`, :func:`bolus` (start and end), :func:`refill`, :func:`clock_set`,
+  :func:`pump_reset` and :func:`unknown` are shorthands; :func:`base_history` is a small
+  realistic history.
 * **Log builders**: :func:`make_header`, :func:`make_status`, :func:`make_image` (records laid
   out as the pump's ring with :func:`parsers.pack_ring`, ``page_count`` set),
   :func:`with_pages` (other pages, e.g. one in the wrong slot), :func:`stored_records` (what
@@ -188,6 +190,70 @@ def telemetry_start(clock: int, programmer_clock: int, session_id: int = 1) -> R
     return rec(RecordCode.TELEMETRY_START, clock, session_id=session_id, programmer_clock=programmer_clock)
 
 
+def telemetry_end(clock: int, session_id: int = 1) -> Record:
+    """A TELEMETRY_END closing session ``session_id``."""
+    return rec(RecordCode.TELEMETRY_END, clock, session_id=session_id)
+
+
+def prescription(
+    clock: int,
+    *,
+    mode: str = "simple_continuous",
+    step: int = 255,
+    daily_dose_mcg_day: float = 150.0,
+    rate_ml_day: float = 0.075,
+    concentration_mcg_ml: float = 2000.0,
+) -> Record:
+    """A PRESCRIPTION record (default: 150 mcg/day simple continuous at 2000 mcg/mL)."""
+    return rec(
+        RecordCode.PRESCRIPTION,
+        clock,
+        mode=mode,
+        step=step,
+        daily_dose_mcg_day=daily_dose_mcg_day,
+        rate_ml_day=rate_ml_day,
+        concentration_mcg_ml=concentration_mcg_ml,
+    )
+
+
+def bolus(
+    clock: int,
+    *,
+    kind: str = "clinician",
+    bolus_id: int = 1,
+    dose_mcg: float = 50.0,
+    volume_ml: float = 0.025,
+    duration_s: int = 60,
+) -> list[Record]:
+    """A BOLUS_START at ``clock`` and its completed BOLUS_END ``duration_s`` later."""
+    same = dict(kind=kind, bolus_id=bolus_id, dose_mcg=dose_mcg, volume_ml=volume_ml)
+    return [
+        rec(RecordCode.BOLUS_START, clock, duration_s=duration_s, **same),
+        rec(RecordCode.BOLUS_END, clock + duration_s, completed=1, **same),
+    ]
+
+
+def refill(
+    clock: int,
+    *,
+    volume_added_ml: float = 18.0,
+    expected_residual_ml: float = 2.0,
+    measured_residual_ml: float = 1.9,
+    concentration_mcg_ml: float = 2000.0,
+    reservoir_ml: float = 19.9,
+) -> Record:
+    """A REFILL record (default: 18 mL added to a 1.9 mL residual)."""
+    return rec(
+        RecordCode.REFILL,
+        clock,
+        volume_added_ml=volume_added_ml,
+        expected_residual_ml=expected_residual_ml,
+        measured_residual_ml=measured_residual_ml,
+        concentration_mcg_ml=concentration_mcg_ml,
+        reservoir_ml=reservoir_ml,
+    )
+
+
 def clock_set(old_clock: int, new_clock: int) -> Record:
     """A CLOCK_SET, stamped with the new clock as the pump does."""
     return rec(RecordCode.CLOCK_SET, new_clock, old_clock=old_clock, new_clock=new_clock)
@@ -318,56 +384,17 @@ def base_history(
     t = start_clock
     out = [
         telemetry_start(t, t + programmer_offset, session_id=7),
-        rec(
-            RecordCode.PRESCRIPTION,
-            t + 5,
-            mode="simple_continuous",
-            step=255,
-            daily_dose_mcg_day=150.0,
-            rate_ml_day=0.075,
-            concentration_mcg_ml=2000.0,
-        ),
-        rec(RecordCode.TELEMETRY_END, t + 60, session_id=7),
+        prescription(t + 5),
+        telemetry_end(t + 60, session_id=7),
     ]
     for i in range(n_delivery):
         t += interval_s
         out.append(delivery(t, interval_s=interval_s, reservoir_nl=15_000_000 - 781 * i))
         if i == n_delivery // 3:
-            out.append(
-                rec(
-                    RecordCode.BOLUS_START,
-                    t + 10,
-                    kind="clinician",
-                    bolus_id=1,
-                    dose_mcg=50.0,
-                    volume_ml=0.025,
-                    duration_s=60,
-                )
-            )
-            out.append(
-                rec(
-                    RecordCode.BOLUS_END,
-                    t + 70,
-                    kind="clinician",
-                    completed=1,
-                    bolus_id=1,
-                    dose_mcg=50.0,
-                    volume_ml=0.025,
-                )
-            )
+            out += bolus(t + 10)
         if i == n_delivery // 2:
             out.append(rec(RecordCode.ALARM_RAISED, t + 1, alarm="low_reservoir", value=2_000_000))
-            out.append(
-                rec(
-                    RecordCode.REFILL,
-                    t + 100,
-                    volume_added_ml=18.0,
-                    expected_residual_ml=2.0,
-                    measured_residual_ml=1.9,
-                    concentration_mcg_ml=2000.0,
-                    reservoir_ml=19.9,
-                )
-            )
+            out.append(refill(t + 100))
             out.append(rec(RecordCode.ALARM_CLEARED, t + 101, alarm="low_reservoir", value=0))
     return out
 

@@ -59,16 +59,8 @@ def pump_history(
     t, off, sid = T0, OFFSET, 1
     out = [
         lf.telemetry_start(t, t + off, session_id=sid),
-        lf.rec(
-            RecordCode.PRESCRIPTION,
-            t,
-            mode="simple_continuous",
-            step=255,
-            daily_dose_mcg_day=150.0,
-            rate_ml_day=0.075,
-            concentration_mcg_ml=2000.0,
-        ),
-        lf.rec(RecordCode.TELEMETRY_END, t + 60, session_id=sid),
+        lf.prescription(t),
+        lf.telemetry_end(t + 60, session_id=sid),
     ]
     stalled = False
     set_after_reset = None
@@ -89,39 +81,14 @@ def pump_history(
                 lf.rec(
                     RecordCode.PTM_REQUEST, t + 5, granted=1, reason="granted", count_today=1, dose_mcg=25.0
                 ),
-                lf.rec(
-                    RecordCode.BOLUS_START,
-                    t + 5,
-                    kind="patient",
-                    bolus_id=1,
-                    dose_mcg=25.0,
-                    volume_ml=0.0125,
-                    duration_s=600,
-                ),
-                lf.rec(
-                    RecordCode.BOLUS_END,
-                    t + 605,
-                    kind="patient",
-                    completed=1,
-                    bolus_id=1,
-                    dose_mcg=25.0,
-                    volume_ml=0.0125,
-                ),
+                *lf.bolus(t + 5, kind="patient", dose_mcg=25.0, volume_ml=0.0125, duration_s=600),
             ]
         if k == n_rows // 2:
             sid += 1
             out += [
                 lf.telemetry_start(t + 100, t + 100 + off, session_id=sid),
-                lf.rec(
-                    RecordCode.REFILL,
-                    t + 150,
-                    volume_added_ml=18.0,
-                    expected_residual_ml=2.0,
-                    measured_residual_ml=1.9,
-                    concentration_mcg_ml=2000.0,
-                    reservoir_ml=18.0,
-                ),
-                lf.rec(RecordCode.TELEMETRY_END, t + 200, session_id=sid),
+                lf.refill(t + 150, reservoir_ml=18.0),
+                lf.telemetry_end(t + 200, session_id=sid),
             ]
         if reset_at is not None and k == reset_at:
             out.append(lf.pump_reset(0, t + 300))
@@ -134,7 +101,7 @@ def pump_history(
             new = t + 100 + off
             out.append(lf.clock_set(t + 100, new))
             t, off = new - 100, 0
-            out.append(lf.rec(RecordCode.TELEMETRY_END, new + 60, session_id=sid))
+            out.append(lf.telemetry_end(new + 60, session_id=sid))
             set_after_reset = None
         if stall_now and not stalled:
             out += [

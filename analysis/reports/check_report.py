@@ -21,6 +21,7 @@ from .sections import (
     damage_blocks,
     findings_table,
     generated_at,
+    month_plot,
     pump_lines,
     risk_pair,
     status_rows,
@@ -92,18 +93,18 @@ def build_check(result: CheckResult, log: InterrogationLog, rules: RulesLike = N
             label,
         )
     )
-    m0 = max(first, now - 30 * DAY)
     blocks.append(
-        Plot(
-            "month",
-            f"The last 30 days: {clock.date(m0)} to {clock.date(now)}",
+        month_plot(
+            a,
+            clock,
+            now,
+            first,
+            procs,
+            [reservoir_panel(log, a, r, now, procs), ep],
+            "The last 30 days",
             "Delivery in 3-hour averages (a short stall shows as a dip and as red hatching). The reservoir "
             "is the pump's estimate from counted rotor strokes, not a measurement; the dashed line is the "
             "low-reservoir alarm level.",
-            (m0, now + 2 * DAY),
-            [delivery_panel(a, procs, now, m0, bin_h=3), reservoir_panel(log, a, r, now, procs), ep],
-            clock.zone,
-            label,
         )
     )
     blocks.append(PageBreak())

@@ -13,18 +13,7 @@ import html
 import io
 from typing import Any
 
-from .blocks import (
-    Banner,
-    Bullets,
-    Callout,
-    Heading,
-    PageBreak,
-    Para,
-    Plot,
-    Report,
-    RiskPair,
-    Table,
-)
+from .blocks import Banner, Bullets, Callout, Heading, PageBreak, Para, Plot, Report, RiskPair, Table
 from .sections import level_word
 from .text import clean
 

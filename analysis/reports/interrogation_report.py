@@ -12,7 +12,7 @@ from ..assessment import Assessment
 from ..planning import DoseStep, RefillPlan, dose_steps
 from ..timeutil import DAY, Clock, to_seconds
 from .blocks import Bullets, Callout, Column, Heading, PageBreak, Plot, Report, Table
-from .panels import delivery_panel, dose_panel, event_panel, reservoir_panel
+from .panels import dose_panel, event_panel, reservoir_panel
 from .sections import (
     MODE_NAMES,
     action_tables,
@@ -21,6 +21,7 @@ from .sections import (
     generated_at,
     level_word,
     lower_first,
+    month_plot,
     pump_lines,
     risk_pair,
     short_num,
@@ -190,18 +191,18 @@ def build_interrogation(log: InterrogationLog, a: Assessment, plan: RefillPlan, 
             label,
         )
     )
-    m0 = max(first, now - 30 * DAY)
     blocks.append(
-        Plot(
-            "month",
-            f"Delivery in the last 30 days: {clock.date(m0)} to {clock.date(now)}",
+        month_plot(
+            a,
+            clock,
+            now,
+            first,
+            [],
+            [event_panel(log, a, now, [])],
+            "Delivery in the last 30 days",
             "Delivery in 3-hour averages. Hatched red: motor stalled; hatched grey: no history in the log. "
             "'Rotor-confirmed' is what the pump counted its rotor delivering; telemetry cannot show whether "
             "it reached the spinal fluid.",
-            (m0, now + 2 * DAY),
-            [delivery_panel(a, [], now, m0, bin_h=3), event_panel(log, a, now, [])],
-            clock.zone,
-            label,
         )
     )
     blocks.append(PageBreak())

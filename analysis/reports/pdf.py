@@ -20,18 +20,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.textpath import TextToPath
 
 from . import figures
-from .blocks import (
-    Banner,
-    Bullets,
-    Callout,
-    Heading,
-    PageBreak,
-    Para,
-    Plot,
-    Report,
-    RiskPair,
-    Table,
-)
+from .blocks import Banner, Bullets, Callout, Heading, PageBreak, Para, Plot, Report, RiskPair, Table
 from .sections import level_word
 from .text import clean
 

@@ -1,6 +1,7 @@
 """The sections both reports share: the pump and drug lines, the risk pair, the guideline's
-actions and checklist, the findings table, the status table and the damage found in the log,
-each as blocks (:mod:`.blocks`) with its times shown by the analysis' clock."""
+actions and checklist, the findings table, the status table, the plot of the last 30 days and
+the damage found in the log, each as blocks (:mod:`.blocks`) with its times shown by the
+analysis' clock."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from ..assessment import Assessment
 from ..findings import Finding
 from ..planning import RefillPlan
 from ..risk import checklist
-from ..timeutil import Clock
-from .blocks import Bullets, Column, Heading, RiskPair, Table
+from ..timeutil import DAY, Clock
+from .blocks import Bullets, Column, Heading, Plot, RiskPair, Span, Table
+from .panels import delivery_panel
 
 _LEVEL_WORD = {
     "none": "NONE",
@@ -238,6 +240,30 @@ def status_rows(log: InterrogationLog, clock: Clock, plan: RefillPlan | None) ->
             ["File header", "DAMAGED (fails its checksum): pump identity and interrogation time may be wrong"]
         )
     return rows
+
+
+def month_plot(
+    a: Assessment,
+    clock: Clock,
+    now_s: int,
+    first_s: int,
+    procedures: list[Span],
+    panels: list[Any],
+    title: str,
+    caption: str,
+) -> Plot:
+    """The last 30 days (from ``first_s``, the history's start, if later) to two days after
+    ``now_s``: delivery in 3-hour averages above ``panels``; ``title`` is followed by the dates."""
+    start = max(first_s, now_s - 30 * DAY)
+    return Plot(
+        "month",
+        f"{title}: {clock.date(start)} to {clock.date(now_s)}",
+        caption,
+        (start, now_s + 2 * DAY),
+        [delivery_panel(a, procedures, now_s, start, bin_h=3), *panels],
+        clock.zone,
+        clock.label_at(now_s),
+    )
 
 
 def damage_blocks(log: InterrogationLog) -> list[Any]:
