@@ -113,24 +113,27 @@ def test_a_command_loads_only_its_own_module_and_no_package_metadata():
 
 
 def test_the_itb_process_spares_its_final_collection_and_a_caller_keeps_its_collector(capsys, tmp_path):
-    """The ``itb`` process freezes what is alive when it ends (Python's final full collection
-    took a third of a check); a program calling main() must keep a working collector."""
+    """The ``itb`` process imports its command's modules with the collector off and freezes
+    them, and freezes what is alive when it ends (Python's final full collection took a third
+    of a check), its collector on again; a program calling main() keeps its collector as is."""
     import gc
 
     with pytest.raises(SystemExit):
         main(["--version"])
     assert gc.get_freeze_count() == 0
+    assert main(["dose", "test", "--age", "9", "--weight-kg", "20"]) == 0  # past the command's imports
+    assert gc.isenabled() and gc.get_freeze_count() == 0
     script = tmp_path / "itb"  # the console script's name: this process is the itb command
     script.write_text(
         "import atexit, gc, sys\n"
-        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0, gc.isenabled()))\n"
         "from itb_device.cli import main\n"
         "sys.exit(main())\n"
     )
     p = subprocess.run([sys.executable, str(script), "dose", "test", "--age", "9", "--weight-kg", "20"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[-1] == "frozen True" and "mcg" in p.stdout
+    assert p.stdout.splitlines()[-1] == "frozen True True" and "mcg" in p.stdout
 
 def interrogate(args: list[str], monkeypatch, stderr: io.StringIO) -> tuple[int, str]:
     out = io.StringIO()

@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # the analysis is imported when a check runs, not when the co
     from analysis.check import CheckResult
     from parsers import InterrogationLog
 
+PRELOAD = ("analysis.check", "analysis.timeutil")  # imported before run(), see cli.main._load
+
 EPILOG = """\
 exit status:
   0  the check ran, WHATEVER THE VERDICT (OK, REVIEW or URGENT), unless --fail-on is given

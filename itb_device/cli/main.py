@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if quiet:  # from here Ctrl-C is a KeyboardInterrupt, handled at every stage below
         signal.signal(signal.SIGINT, _interrupt)
     try:
-        return _main(argv)
+        return _main(argv, itb_process=quiet)
     except Exception:
         if _pressed:  # Ctrl-C inside an import can surface as another error (an ImportError ...)
             print("itb: interrupted", file=sys.stderr)
@@ -132,7 +132,7 @@ def _spare_the_final_collection() -> None:
     gc.freeze()
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, *, itb_process: bool = False) -> int:
     try:
         words = sys.argv[1:] if argv is None else list(argv)
         parser = build_parser(words)
@@ -142,6 +142,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_INTERRUPTED
     try:
         logging.basicConfig(level=logging.WARNING, format=f"itb {args.command}: %(levelname)s: %(message)s")
+        _load(["clinical.rules", "itb_device.errors", "parsers", *getattr(args._module, "PRELOAD", ())],
+              itb_process=itb_process)
         from clinical.rules import RulesError
         from itb_device.errors import DeviceError
         from parsers import LogFormatError
@@ -161,6 +163,27 @@ def _main(argv: Sequence[str] | None) -> int:
     except (UserError, LogFormatError, DeviceError, RulesError, OSError) as exc:
         print(f"itb {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _load(names: Sequence[str], *, itb_process: bool) -> None:
+    """Import the modules a command needs (its ``PRELOAD``) before it runs.  In the ``itb``
+    process they are imported with the garbage collector off, then frozen: what an import
+    makes (modules, classes, functions) lives as long as the process, and pandas' import
+    alone otherwise sets off collections that each walk everything made so far (about a
+    tenth of a bedside check here).  A program calling main() keeps its collector as it was."""
+    if not itb_process:
+        for name in names:
+            importlib.import_module(name)
+        return
+    import gc
+
+    gc.disable()
+    try:
+        for name in names:
+            importlib.import_module(name)
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def _one_line(exc: BaseException) -> str:
