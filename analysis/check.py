@@ -288,9 +288,10 @@ def check(
         reasons_review += _finding_reasons(f, a, proc, now_s, lookback, clock)
     verdict = "URGENT" if reasons_urgent else "REVIEW" if reasons_review else "OK"
     stall_from = start_s - int(lookback)
-    stall_s, stall_ongoing = stall_time(a.findings, stall_from, now_s, history_complete=missed is not None)
+    complete = missed is not None and window_history_complete(a, stall_from, now_s)
+    stall_s, stall_ongoing = stall_time(a.findings, stall_from, now_s, history_complete=complete)
     summary = _summary(a, proc, now_s, daily, missed, excess, clock, covered, stalled_now, status_says,
-                       stall_from)
+                       stall_from, complete)
     if verdict == "OK":
         summary.append(PUMP_RECORD_ONLY)
     return CheckResult(
@@ -319,12 +320,15 @@ def check(
 
 def stall_time(findings: list[Finding], from_s: int, now_s: int, *,
                history_complete: bool) -> tuple[int | None, bool]:
-    """Seconds the motor was stalled from ``from_s`` to ``now_s`` (the interrogation), and
-    whether a stall is still going: the union of the ``motor_stall`` and ``stall_ongoing``
-    findings cut to that window (they describe the same stall from different sources, so they
-    overlap and are not added), a stall with no known start counted from ``from_s``, one still
-    going or with no known end to ``now_s``.  None when no stall touches the window and the
-    window's history is not complete: a stall cannot be ruled out, which is not 0."""
+    """Seconds the motor was stalled, counting every stall that touches the check window
+    (``from_s`` to ``now_s``, the interrogation) from its own start: how long the child has
+    gone without drug drives the withdrawal risk, so a stall that began before the window is
+    counted whole, not cut at the window.  The union of the ``motor_stall`` and
+    ``stall_ongoing`` findings (the same stall seen from different sources: not added twice);
+    a stall with no known start counted from ``from_s`` (at least that long), one still going
+    or with no known end to ``now_s``.  Also whether one is still going.  None when no stall
+    touches the window and the window's history is not complete: a stall cannot be ruled
+    out, which is not 0."""
     spans: list[tuple[float, float]] = []
     ongoing = False
     for f in findings:
@@ -334,12 +338,27 @@ def stall_time(findings: list[Finding], from_s: int, now_s: int, *,
         b = now_s if f.end_s is None else f.end_s
         if b < from_s or a > now_s:
             continue
-        a, b = max(a, from_s), min(b, now_s)
+        b = min(b, now_s)
         spans.append((a, max(a, b)))
         ongoing = ongoing or f.ongoing or f.end_s is None
     if not spans:
         return (0 if history_complete else None), False
     return int(sum(b - a for a, b in merge_spans(spans))), ongoing
+
+
+def window_history_complete(a: Assessment, from_s: int, now_s: int) -> bool:
+    """Whether the delivery history covers the whole check window (``from_s`` to ``now_s``)
+    and can be trusted there: it reaches back to ``from_s``, and no hour of the window is
+    missing, damaged or on an untrusted clock.  Only then may "no stall was found" be said."""
+    tl = a.reconstruction
+    if tl.empty:
+        return False
+    starts, ends = to_seconds(tl.index), to_seconds(tl["end"])
+    if starts[0] > from_s or ends[-1] < now_s:
+        return False
+    win = (ends > from_s) & (starts < now_s)
+    bad = tl["history_missing"].to_numpy(dtype=bool) | tl["time_uncertain"].to_numpy(dtype=bool)
+    return not bool(bad[win].any())
 
 
 _NOT_DELIVERING_TEXT = {
@@ -583,10 +602,12 @@ def _summary(
     stalled_now: bool,
     status_says: list[str],
     lo: int,
+    complete: bool,
 ) -> list[str]:
     """Plain clinical sentences: stall, recovery, stop, drug missed or in excess.  The drug
     figures are the window's (``missed``/``excess``), the same ones the JSON gives; the stalls
-    told are those of the window from ``lo``, the one ``CheckResult.stall_s`` sums."""
+    told are those of the window from ``lo``, the one ``CheckResult.stall_s`` sums, and
+    "no stall" is said only when that window's history is ``complete``."""
     name = "the MRI" if proc.kind == "mri" else "surgery with diathermy"
     lines = []
     stalls = [f for f in a.findings if f.kind == "motor_stall" and _overlaps(f, lo, now_s)]
@@ -627,7 +648,7 @@ def _summary(
             continue
         lines.append(f"The status snapshot: {x}.")
     if not stalls and not stalled_now:
-        if missed is None:
+        if not complete:
             lines.append(
                 f"No motor stall was found during or after {name}, but the history of the window "
                 "is incomplete: a stall cannot be ruled out."

@@ -111,6 +111,7 @@ def test_a_hospitals_longer_lead_is_named_in_the_text():
     row = _row("mri_delayed_recovery", {"check": {"lookback_h": 2.0}})
     assert row["result"]["stall"]["from"] == "2026-03-10T23:00:00+11:00"
     obs = _stall_observation(row)
-    assert obs["code"]["text"] == "Motor stall duration (from 2 h before the procedure to the check)"
+    assert obs["code"]["text"] == ("Motor stall duration (stalls from 2 h before the procedure to the check, "
+                                   "each from its start)")
     assert obs["code"]["coding"][0]["display"] == fhir.STALL_DISPLAY
     assert obs["valueQuantity"]["value"] == 180.0  # the stall began at the MRI's start

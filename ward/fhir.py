@@ -42,7 +42,8 @@ def _t(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
 
-STALL_DISPLAY = "Motor stall duration (from 1 h before the procedure to the check)"
+STALL_DISPLAY = ("Motor stall duration (stalls from 1 h before the procedure to the check, "
+                 "each from its start)")
 NO_STALL_KEY = "not in the stored check (made before the check computed it)"
 NO_STALL_NOTE = ("The motor-stall duration is not in this stored check: it was made by an earlier "
                  "version, before the check computed it. It is unknown, not zero: recompute the "
@@ -73,7 +74,8 @@ def _stall_text(doc: dict[str, Any]) -> str:
     if since is None or start is None or start - since == dt.timedelta(hours=1):
         return STALL_DISPLAY
     lead = (start - since).total_seconds() / 3600
-    return f"Motor stall duration (from {lead:g} h before the procedure to the check)"
+    return (f"Motor stall duration (stalls from {lead:g} h before the procedure to the check, "
+            "each from its start)")
 
 
 def bundle(row: dict[str, Any], pdf: bytes, *, mrn_system: str = DEFAULT_MRN_SYSTEM) -> dict[str, Any]:
