@@ -325,9 +325,15 @@ class _RowChain:
     @contextlib.contextmanager
     def link(self, ci: int) -> Iterator[None]:
         """Chunk ``ci`` counts its rows in this block; when it ends, even by an error, the
-        next chunk may go on (after an error it fails too, it never waits for ever)."""
+        next chunk may go on.  After an error every later chunk is released at once, and fails
+        too: a chunk the pool cancels because of the error never runs to release the one after
+        it, which must not wait for ever."""
         try:
             yield
+        except BaseException:
+            for ready in self._ready[ci + 1 :]:
+                ready.set()
+            raise
         finally:
             self._ready[ci + 1].set()
 

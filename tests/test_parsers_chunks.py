@@ -134,3 +134,30 @@ def test_a_chunk_that_fails_stops_the_read_and_no_thread_waits_for_ever(tmp_path
         t.join(60)
         assert not t.is_alive(), f"the read with {workers} threads hung"
         assert len(errors) == 1 and isinstance(errors[0], MemoryError), errors
+
+
+def test_a_failed_chunk_releases_every_later_chunk_even_one_whose_predecessor_never_runs():
+    """When a chunk fails the pool cancels chunks not yet started: a cancelled chunk never
+    passes its rows on, so the chunk after it would wait for ever unless the failure itself
+    releases every later chunk (review finding).  Chunk 0 fails, chunk 1 is 'cancelled' (never
+    runs), chunk 2 must fail at once, not hang."""
+    chain = fast._RowChain(3)
+    try:
+        with chain.link(0):
+            raise MemoryError("chunk 0")
+    except MemoryError:
+        pass
+    outcome: list[BaseException] = []
+
+    def chunk_2() -> None:
+        try:
+            with chain.link(2):
+                chain.rows(2, 5)
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    t = threading.Thread(target=chunk_2, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "chunk 2 waits for a chunk that never runs"
+    assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError), outcome
