@@ -346,15 +346,21 @@ def stall_time(findings: list[Finding], from_s: int, now_s: int, *,
     return int(sum(b - a for a, b in merge_spans(spans))), ongoing
 
 
+def _first_row_start(a: Assessment) -> int | None:
+    """When the delivery history begins (the first row's start), None without rows."""
+    rows = a.rows
+    return None if rows is None or rows.empty else int(rows["start_s"].min())
+
+
 def window_history_complete(a: Assessment, from_s: int, now_s: int) -> bool:
     """Whether the delivery history covers the whole check window (``from_s`` to ``now_s``)
     and can be trusted there: it reaches back to ``from_s``, and no hour of the window is
     missing, damaged or on an untrusted clock.  Only then may "no stall was found" be said."""
-    tl = a.reconstruction
-    if tl.empty:
+    tl, first = a.reconstruction, _first_row_start(a)
+    if tl.empty or first is None or first > from_s + 60:  # the rows' own start, not the hour's
         return False
     starts, ends = to_seconds(tl.index), to_seconds(tl["end"])
-    if starts[0] > from_s or ends[-1] < now_s:
+    if ends[-1] < now_s:
         return False
     win = (ends > from_s) & (starts < now_s)
     bad = tl["history_missing"].to_numpy(dtype=bool) | tl["time_uncertain"].to_numpy(dtype=bool)
@@ -564,10 +570,14 @@ def _coverage_reasons(
             f"{proc.kind.upper()} ended; the guideline asks for {wait_h:g} h (section 2): "
             "a late stall or recovery may not show yet"
         )
-    tl = a.reconstruction
-    if tl.empty or to_seconds(tl.index)[0] > proc.start_s:
+    tl, first = a.reconstruction, _first_row_start(a)
+    lookback_h = float(rules.get("check", "lookback_h"))
+    lo = proc.start_s - lookback_h * HOUR  # the check window's start
+    if tl.empty or first is None or first > proc.start_s + 60:
         out.append(f"the log's history does not reach back to the start of the {proc.kind.upper()}")
-    lo = proc.start_s - float(rules.get("check", "lookback_h")) * HOUR  # the check window's start
+    elif first > lo + 60:
+        out.append(f"the log's history does not reach back to {lookback_h:g} h before the "
+                   f"{proc.kind.upper()} started: a stall then cannot be ruled out")
     win = (to_seconds(tl["end"]) > lo) if not tl.empty else np.array([], dtype=bool)
     if not tl.empty and tl["history_missing"].to_numpy(dtype=bool)[win].any():
         out.append("part of the history in the procedure window is missing or damaged")
