@@ -388,6 +388,8 @@ def _source(f: Finding) -> str:
         return " (seen in the delivery history; no stall record)"
     if f.kind == "pump_stopped" and f.details.how == "commanded nothing":
         return " (seen in the delivery history; no stop record)"
+    if f.kind == "pump_stopped" and f.details.how == "status":
+        return " (reported by the pump's status)"
     return ""
 
 

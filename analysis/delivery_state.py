@@ -207,8 +207,10 @@ def _source(kind: str, details: FindingDetails) -> str:
             return "status"
         return "logged" if details.logged else "history"
     if kind == "pump_stopped":
-        return "logged" if details.how in ("programmed", "eos") else "history"
-    if kind in ("battery_eos", "refill_over_infusion"):
+        return {"programmed": "logged", "eos": "logged", "status": "status"}.get(details.how or "", "history")
+    if kind == "battery_eos":
+        return "status" if details.source == "status" else "logged"
+    if kind == "refill_over_infusion":
         return "logged"
     return "history"
 

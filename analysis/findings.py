@@ -27,9 +27,10 @@ StallCause = Literal["procedure", "spontaneous"]
 UnloggedRecovery = Literal["rotor_turning_no_record", "record_but_rotor_stalled"]
 """stall_recovery_unlogged ``type``: the rotor turns with no recovery record, or a recovery is
 recorded while the rotor stays still (graded as a stall)."""
-StopHow = Literal["programmed", "delivery rows", "commanded nothing", "eos"]
+StopHow = Literal["programmed", "delivery rows", "commanded nothing", "eos", "status"]
 """pump_stopped ``how``: a programmed stop, a ``stopped`` mode in the rows, rows that commanded
-nothing with no stop record, or the stop at battery end of service."""
+nothing with no stop record, the stop at battery end of service, or only the status snapshot
+saying the pump is stopped now."""
 DetailSource = Literal["rotor", "commanded", "status"]
 """``source``: over_delivery seen in the rotor count or in what was commanded; alarm_active
 from the status snapshot."""

@@ -45,8 +45,10 @@ def detect(ctx: Context, found: list[Finding]) -> list[Finding]:
                  else " (its raising is not in the log)")
         if alarm == "memory_error":
             text = (f"The pump reports a memory-error alarm active{since}: the log it gave may be "
-                    "incomplete or wrong. Confirm with the programmer and the manufacturer.")
-            direction = "unknown"
+                    "incomplete or wrong, and a pump after a memory fault most plausibly stops "
+                    "infusing until it is reprogrammed (docs/log-format.md 12.7). Confirm with the "
+                    "programmer and the manufacturer that it is delivering.")
+            direction = "withdrawal"
         else:
             state = "running" if not st.motor_stalled else "stalled"
             text = (f"The pump reports the {_WHAT[alarm]} alarm active at interrogation{since}, "

@@ -47,15 +47,48 @@ def detect(ctx: Context) -> list[Finding]:
             ongoing=True, evidence=eri_ev, direction="withdrawal",
             details=FindingDetails(projected_eos_utc=ctx.clock.time(projected) if projected else None,
                                    projected_eos_s=projected)))
+    eos_logged = eos_t is not None
+    if eos_t is None and state == "eos":  # only the status says so: stopped since the last row, at the latest
+        eos_t = _last_delivery_s(ctx)
     if eos_t is not None or state == "eos":
+        when = (f" on {ctx.clock.time(eos_t)}" if eos_logged and eos_t else
+                f" (the status says so; the log has no record: since the last delivery row, "
+                f"{ctx.clock.time(eos_t)}, at the latest)" if eos_t else "")
         out.append(Finding(
             "battery_eos", "critical", eos_t, None,
-            f"The battery reached end of service (EOS){' on ' + ctx.clock.time(eos_t) if eos_t else ''}: "
+            f"The battery reached end of service (EOS){when}: "
             "the pump has stopped and delivers no baclofen. Treat as baclofen withdrawal risk "
             "and replace the pump urgently.",
-            ongoing=True, evidence=eos_ev, direction="withdrawal"))
+            ongoing=True, evidence=eos_ev, direction="withdrawal",
+            details=FindingDetails(source=None if eos_logged else "status")))
     out.extend(_stopped(ctx, eos_t))
+    if ctx.log.status_ok and ctx.log.status.mode == "stopped" and state != "eos" and not any(
+            f.kind == "pump_stopped" and f.end_s is None for f in out):
+        out.append(_stopped_by_status(ctx))
     return out
+
+
+def _last_delivery_s(ctx: Context) -> int:
+    """The end of the last delivery row (the last time the history shows the pump at work),
+    or the interrogation when there are no rows."""
+    rows = ctx.rows
+    return int(rows["end_s"].max()) if len(rows) else ctx.now_s
+
+
+def _stopped_by_status(ctx: Context) -> Finding:
+    """The status snapshot (CRC good) says the pump is stopped now, and no record or row shows
+    the stop: it came after the last row, or the sources disagree.  Either way no drug is
+    being delivered now (docs/log-format.md 12.12): an ongoing stop from the last row."""
+    s = _last_delivery_s(ctx)
+    before = ctx.rec.daily_dose_at(s - 1)
+    missed = float(ctx.rec.prescribed_mcg.integral(s, ctx.now_s)) if ctx.now_s > s else 0.0
+    return Finding(
+        "pump_stopped", "critical", s, None,
+        f"The pump's status says it is STOPPED now; no stop record or delivery row shows it (it "
+        f"stopped after the last row, {ctx.clock.time(s)}, or the sources disagree). No drug is "
+        f"being delivered: about {missed:.0f} mcg of {before:g} mcg/day not given since then.",
+        ongoing=True, missed_mcg=missed, daily_dose_mcg=before or None, direction="withdrawal",
+        details=FindingDetails(how="status", duration_h=(ctx.now_s - s) / HOUR))
 
 
 def stopped_spans(ctx: Context) -> list[tuple[int, int | None, tuple[int, ...], StopHow, float | None]]:
