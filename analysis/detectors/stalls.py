@@ -59,6 +59,13 @@ def _row_runs(ctx: Context) -> list[tuple[int, int]]:
     return stall_like_runs(short, st.mostly_still & ~st.mostly_stopped, contiguous(rows), forced, min_s)
 
 
+def _like_the_rest(stalled: np.ndarray, interval: np.ndarray, a: int, b: int) -> bool:
+    """Whether row ``b``, the run's last, stood still for at least the share of its interval
+    that the run's earlier rows did (their median), less a tenth: no sign the rotor picked up."""
+    share = stalled[a:b + 1] / np.maximum(interval[a:b + 1], 1)
+    return bool(share[-1] >= float(np.median(share[:-1])) - 0.1)
+
+
 def episodes(ctx: Context) -> list[StallEpisode]:
     """All stalls, merging record-based and row-based evidence."""
     rows = ctx.rows
@@ -90,7 +97,13 @@ def episodes(ctx: Context) -> list[StallEpisode]:
     for a, b in _row_runs(ctx):
         start = int(e_arr[a] - st_arr[a])
         partial_last = st_arr[b] < iv_arr[b] - 1
-        if partial_last:
+        at_history_end = not (b + 1 < len(rows) and joined[b + 1])
+        if partial_last and b > a and at_history_end and _like_the_rest(st_arr, iv_arr, a, b):
+            # the last row of the history falls as short as the rows before it: a rotor turning
+            # slowly to the end, not a recovery inside that row (the end of the history is not
+            # a recovery, docs/log-format.md 12.12)
+            rotor_end = None
+        elif partial_last:
             rotor_end = int(s_arr[b] + st_arr[b]) if b > a else None
         elif b + 1 < len(rows) and joined[b + 1]:
             rotor_end = int(e_arr[b])
