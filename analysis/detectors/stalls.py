@@ -59,11 +59,12 @@ def _row_runs(ctx: Context) -> list[tuple[int, int]]:
     return stall_like_runs(short, st.mostly_still & ~st.mostly_stopped, contiguous(rows), forced, min_s)
 
 
-def _like_the_rest(stalled: np.ndarray, interval: np.ndarray, a: int, b: int) -> bool:
+def _like_the_rest(stalled: np.ndarray, interval: np.ndarray, a: int, b: int, margin: float) -> bool:
     """Whether row ``b``, the run's last, stood still for at least the share of its interval
-    that the run's earlier rows did (their median), less a tenth: no sign the rotor picked up."""
+    that the run's earlier rows did (their median), less ``margin`` (``[delivery]
+    last_row_recovery_margin``): no sign the rotor picked up."""
     share = stalled[a:b + 1] / np.maximum(interval[a:b + 1], 1)
-    return bool(share[-1] >= float(np.median(share[:-1])) - 0.1)
+    return bool(share[-1] >= float(np.median(share[:-1])) - margin)
 
 
 def episodes(ctx: Context) -> list[StallEpisode]:
@@ -94,11 +95,12 @@ def episodes(ctx: Context) -> list[StallEpisode]:
     e_arr = rows["end_s"].to_numpy() if len(rows) else np.zeros(0)
     st_arr = ctx.state.stalled_s
     iv_arr = rows["interval_s"].to_numpy() if len(rows) else np.zeros(0)
+    margin = ctx.rules.number("delivery", "last_row_recovery_margin")
     for a, b in _row_runs(ctx):
         start = int(e_arr[a] - st_arr[a])
         partial_last = st_arr[b] < iv_arr[b] - 1
         at_history_end = not (b + 1 < len(rows) and joined[b + 1])
-        if partial_last and b > a and at_history_end and _like_the_rest(st_arr, iv_arr, a, b):
+        if partial_last and b > a and at_history_end and _like_the_rest(st_arr, iv_arr, a, b, margin):
             # the last row of the history falls as short as the rows before it: a rotor turning
             # slowly to the end, not a recovery inside that row (the end of the history is not
             # a recovery, docs/log-format.md 12.12)
